@@ -1,1 +1,123 @@
-fn main() {}
+//! `verif8-grpc`: parse the configuration, start, wait for a signal.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use verif8_grpc::config::{Cli, Command, LogFormat, UpstreamChoice};
+use verif8_grpc::sandbox::{Sandbox, SandboxConfig};
+use verif8_grpc::server::{self, BoxError, ServerOptions};
+use verif8_grpc::upstream::{ApiKeys, UpstreamConfig};
+
+/// Subaccount assumed in sandbox mode when none is configured, so a newcomer
+/// can leave subaccount_id empty.
+const SANDBOX_SUBACCOUNT: &str = "sandbox_verif8";
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Some(Command::Sandbox(args)) => {
+            let listener = TcpListener::bind(args.listen).await?;
+            tracing::info!(listen = %listener.local_addr()?, "8x8 sandbox serving");
+            let config = SandboxConfig {
+                api_key: args.api_key,
+                public_url: None,
+            };
+            verif8_grpc::sandbox::serve(listener, config, shutdown_signal()).await?;
+        }
+        None => serve(cli.serve).await?,
+    }
+    Ok(())
+}
+
+async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
+    let choice = args.upstream()?;
+    let (upstream, sandbox, default_subaccount) = match choice {
+        UpstreamChoice::EmbeddedSandbox => {
+            let api_key = uuid::Uuid::new_v4().simple().to_string();
+            let sandbox = Sandbox::spawn(
+                args.sandbox_listen,
+                SandboxConfig {
+                    api_key: api_key.clone(),
+                    public_url: None,
+                },
+            )
+            .await?;
+            tracing::warn!(
+                sandbox = %sandbox.base_url,
+                "no 8x8 API key configured: SANDBOX MODE, nothing reaches real phones; read codes with verif8.v1.SandboxService/ListMessages"
+            );
+            let upstream = UpstreamConfig {
+                base_url: sandbox.base_url.parse()?,
+                keys: ApiKeys::single(SecretString::from(api_key)),
+                timeout: args.upstream_timeout,
+            };
+            let subaccount = args
+                .subaccount
+                .clone()
+                .unwrap_or_else(|| SANDBOX_SUBACCOUNT.to_owned());
+            (upstream, Some(Arc::new(sandbox)), Some(subaccount))
+        }
+        UpstreamChoice::Remote { base_url, keys } => {
+            tracing::info!(upstream = %base_url, keys = ?keys, "8x8 upstream");
+            let upstream = UpstreamConfig {
+                base_url,
+                keys,
+                timeout: args.upstream_timeout,
+            };
+            (upstream, None, args.subaccount.clone())
+        }
+    };
+    let listener = TcpListener::bind(args.listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "verif8-grpc serving gRPC");
+    let http = match args.http_listen {
+        Some(addr) => {
+            let http = TcpListener::bind(addr).await?;
+            tracing::info!(listen = %http.local_addr()?, "HTTP listener (callback hints)");
+            Some(http)
+        }
+        None => None,
+    };
+    let options = ServerOptions {
+        upstream,
+        default_subaccount,
+        watch: args.watch_config()?,
+        public_url: args.public_url.clone(),
+        sandbox,
+    };
+    server::serve(listener, http, options, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,219 @@
+//! verif8.v1.VerificationService: validate → call 8x8 → map the answer.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::resend_hints::ResendHints;
+use super::{convert, observe, status, validate, watch_stream};
+use crate::callbacks::CallbackTokens;
+use crate::pb::v1 as pb;
+use crate::pb::v1::verification_service_server::VerificationService;
+use crate::upstream::{SessionInfo, UpstreamClient};
+use crate::watch::{Hub, SessionKey, Source};
+
+pub struct VerificationApi {
+    upstream: UpstreamClient,
+    default_subaccount: Option<String>,
+    resend_hints: ResendHints,
+    hub: Hub,
+    /// Set with a public URL: callback hints for sessions without their own callback_url.
+    callbacks: Option<Arc<CallbackTokens>>,
+}
+
+impl VerificationApi {
+    pub fn new(
+        upstream: UpstreamClient,
+        default_subaccount: Option<String>,
+        hub: Hub,
+        callbacks: Option<Arc<CallbackTokens>>,
+    ) -> Arc<Self> {
+        Arc::new(VerificationApi {
+            upstream,
+            default_subaccount,
+            resend_hints: ResendHints::default(),
+            hub,
+            callbacks,
+        })
+    }
+
+    /// Write-through: watchers of this session hear about it at once.
+    fn publish(&self, subaccount: &str, session: &SessionInfo, source: Source) {
+        let key = SessionKey {
+            subaccount: subaccount.to_owned(),
+            session_id: session.session_id.clone(),
+        };
+        self.hub.publish(&key, session, source);
+    }
+
+    fn default_subaccount(&self) -> Option<&str> {
+        self.default_subaccount.as_deref()
+    }
+
+    async fn start(
+        &self,
+        request: pb::StartVerificationRequest,
+    ) -> Result<pb::StartVerificationResponse, Status> {
+        let (subaccount, mut body) = validate::start_request(&request, self.default_subaccount())?;
+        let hint_key = format!(
+            "{}|{}",
+            body.country.as_deref().unwrap_or(""),
+            body.destination
+        );
+        // A caller's own callback_url passes through; otherwise point 8x8 at us.
+        let callback_token = match (&self.callbacks, &body.callback_url) {
+            (Some(callbacks), None) => {
+                let (token, url) = callbacks.issue();
+                body.callback_url = Some(url);
+                Some(token)
+            }
+            _ => None,
+        };
+        match self.upstream.start(&subaccount, &body).await {
+            Ok(session) => {
+                if let Some(retry_after) = session.retry_after {
+                    self.resend_hints
+                        .remember(&subaccount, &hint_key, retry_after);
+                }
+                if let (Some(callbacks), Some(token)) = (&self.callbacks, callback_token) {
+                    let key = SessionKey {
+                        subaccount: subaccount.clone(),
+                        session_id: session.session_id.clone(),
+                    };
+                    callbacks.bind(token, key);
+                }
+                self.publish(&subaccount, &session, Source::Start);
+                Ok(pb::StartVerificationResponse {
+                    session: Some(convert::session(&subaccount, &session)),
+                })
+            }
+            Err(error) => {
+                let hint = self.resend_hints.wait_for(&subaccount, &hint_key);
+                Err(status::from_upstream(&error, hint))
+            }
+        }
+    }
+
+    async fn get(&self, request: pb::GetSessionRequest) -> Result<pb::GetSessionResponse, Status> {
+        let subaccount = validate::session_ref(
+            &request.subaccount_id,
+            &request.session_id,
+            self.default_subaccount(),
+        )?;
+        let session = self
+            .upstream
+            .get_session(&subaccount, &request.session_id)
+            .await
+            .map_err(|e| status::from_upstream(&e, None))?;
+        self.publish(&subaccount, &session, Source::Poll);
+        Ok(pb::GetSessionResponse {
+            session: Some(convert::session(&subaccount, &session)),
+        })
+    }
+
+    async fn check(&self, request: pb::CheckCodeRequest) -> Result<pb::CheckCodeResponse, Status> {
+        let subaccount = validate::check_code_request(&request, self.default_subaccount())?;
+        let session = self
+            .upstream
+            .check_code(&subaccount, &request.session_id, &request.code)
+            .await
+            .map_err(|e| status::from_upstream(&e, None))?;
+        self.publish(&subaccount, &session, Source::CheckCode);
+        Ok(pb::CheckCodeResponse {
+            session: Some(convert::session(&subaccount, &session)),
+        })
+    }
+
+    async fn watch(&self, request: pb::WatchSessionRequest) -> Result<WatchStream, Status> {
+        let subaccount = validate::watch_request(&request, self.default_subaccount())?;
+        let heartbeat = request
+            .heartbeat_interval
+            .and_then(|d| std::time::Duration::try_from(d).ok());
+        let slot = self.hub.admit().ok_or_else(|| {
+            status::error(
+                tonic::Code::ResourceExhausted,
+                "TOO_MANY_WATCH_STREAMS",
+                "this replica has no room for another WatchSession stream",
+                Default::default(),
+                Some(std::time::Duration::from_secs(1)),
+            )
+        })?;
+        let key = SessionKey {
+            subaccount: subaccount.clone(),
+            session_id: request.session_id,
+        };
+        let mut state = self.hub.subscribe(key);
+        let snapshot = watch_stream::first_observation(&mut state).await?;
+        Ok(Box::pin(watch_stream::stream(
+            state, snapshot, subaccount, heartbeat, slot,
+        )))
+    }
+
+    async fn coverage(
+        &self,
+        request: pb::CheckSmaCoverageRequest,
+    ) -> Result<pb::CheckSmaCoverageResponse, Status> {
+        let (subaccount, body) =
+            validate::sma_coverage_request(&request, self.default_subaccount())?;
+        let available = self
+            .upstream
+            .sma_coverage(&subaccount, &body)
+            .await
+            .map_err(|e| status::from_upstream(&e, None))?;
+        Ok(pb::CheckSmaCoverageResponse { available })
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchSessionResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl VerificationService for Arc<VerificationApi> {
+    async fn start_verification(
+        &self,
+        request: Request<pb::StartVerificationRequest>,
+    ) -> Result<Response<pb::StartVerificationResponse>, Status> {
+        observe::rpc("StartVerification", self.start(request.into_inner()))
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        observe::rpc("GetSession", self.get(request.into_inner()))
+            .await
+            .map(Response::new)
+    }
+
+    async fn check_code(
+        &self,
+        request: Request<pb::CheckCodeRequest>,
+    ) -> Result<Response<pb::CheckCodeResponse>, Status> {
+        observe::rpc("CheckCode", self.check(request.into_inner()))
+            .await
+            .map(Response::new)
+    }
+
+    async fn check_sma_coverage(
+        &self,
+        request: Request<pb::CheckSmaCoverageRequest>,
+    ) -> Result<Response<pb::CheckSmaCoverageResponse>, Status> {
+        observe::rpc("CheckSmaCoverage", self.coverage(request.into_inner()))
+            .await
+            .map(Response::new)
+    }
+
+    type WatchSessionStream = WatchStream;
+
+    async fn watch_session(
+        &self,
+        request: Request<pb::WatchSessionRequest>,
+    ) -> Result<Response<Self::WatchSessionStream>, Status> {
+        observe::rpc("WatchSession", self.watch(request.into_inner()))
+            .await
+            .map(Response::new)
+    }
+}

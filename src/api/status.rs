@@ -1,0 +1,134 @@
+//! Errors → `tonic::Status` with the google.rpc richer error model: always an
+//! ErrorInfo (stable reason, our domain, upstream facts as metadata), a
+//! BadRequest for invalid input and a RetryInfo where a retry can succeed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::upstream::{ApiError, UpstreamError};
+
+/// ErrorInfo domain of every error this service returns.
+pub const DOMAIN: &str = "verif8-grpc";
+
+/// Used when 8x8 asks for a retry but says neither when nor for how long.
+const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+pub fn error(
+    code: Code,
+    reason: &str,
+    message: impl Into<String>,
+    metadata: HashMap<String, String>,
+    retry_delay: Option<Duration>,
+) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, DOMAIN, metadata);
+    if let Some(delay) = retry_delay {
+        details.set_retry_info(Some(delay));
+    }
+    Status::with_error_details(code, message, details)
+}
+
+/// INVALID_ARGUMENT for input refused locally: nothing went upstream.
+pub fn invalid_request(violations: Vec<FieldViolation>) -> Status {
+    let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+    let message = format!("invalid request: {}", fields.join(", "));
+    let mut details = ErrorDetails::with_bad_request(violations);
+    details.set_error_info("INVALID_REQUEST", DOMAIN, HashMap::new());
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// Maps an upstream failure. `resend_hint` is how long until a re-send to
+/// the destination is allowed, when the caller knows it.
+pub fn from_upstream(error: &UpstreamError, resend_hint: Option<Duration>) -> Status {
+    match error {
+        UpstreamError::Api(api) => from_api_error(api, resend_hint),
+        UpstreamError::Connect(_) => error_without_metadata(
+            Code::Unavailable,
+            "UPSTREAM_UNREACHABLE",
+            "8x8 could not be reached",
+            Some(DEFAULT_RETRY_DELAY),
+        ),
+        UpstreamError::Transport(_) => error_without_metadata(
+            Code::Unavailable,
+            "UPSTREAM_CONNECTION_LOST",
+            "the connection to 8x8 broke before an answer arrived",
+            Some(DEFAULT_RETRY_DELAY),
+        ),
+        UpstreamError::Timeout => error_without_metadata(
+            Code::DeadlineExceeded,
+            "UPSTREAM_TIMEOUT",
+            "8x8 did not answer in time",
+            None,
+        ),
+        UpstreamError::Malformed(_) => error_without_metadata(
+            Code::Internal,
+            "UPSTREAM_BAD_RESPONSE",
+            "8x8 answered something this service cannot read",
+            None,
+        ),
+        UpstreamError::NoApiKey(_) => error_without_metadata(
+            Code::FailedPrecondition,
+            "NO_API_KEY",
+            "no 8x8 API key is configured for this subaccount",
+            None,
+        ),
+    }
+}
+
+fn error_without_metadata(
+    code: Code,
+    reason: &str,
+    message: &str,
+    retry: Option<Duration>,
+) -> Status {
+    error(code, reason, message, HashMap::new(), retry)
+}
+
+/// The error-mapping table (README: "Errors").
+fn from_api_error(api: &ApiError, resend_hint: Option<Duration>) -> Status {
+    let retry_later = api.retry_after.unwrap_or(DEFAULT_RETRY_DELAY);
+    let (code, reason, retry) = match (api.http_status, api.code) {
+        (_, Some(1001)) => (Code::PermissionDenied, "SUBACCOUNT_NOT_OWNED", None),
+        (_, Some(1201)) => (Code::PermissionDenied, "UPSTREAM_FORBIDDEN", None),
+        (401, _) | (_, Some(1200)) => (Code::Unauthenticated, "UPSTREAM_UNAUTHENTICATED", None),
+        (_, Some(1400)) => (
+            Code::ResourceExhausted,
+            "RESEND_TOO_SOON",
+            Some(
+                resend_hint
+                    .or(api.retry_after)
+                    .unwrap_or(DEFAULT_RETRY_DELAY),
+            ),
+        ),
+        (404, _) | (_, Some(1404 | 1300)) => (Code::NotFound, "SESSION_NOT_FOUND", None),
+        (426, _) | (_, Some(1014)) => (Code::FailedPrecondition, "TLS_UPGRADE_REQUIRED", None),
+        (429, _) => (
+            Code::ResourceExhausted,
+            "UPSTREAM_RATE_LIMITED",
+            Some(retry_later),
+        ),
+        (500.., _) | (_, Some(2000)) => {
+            (Code::Unavailable, "UPSTREAM_UNAVAILABLE", Some(retry_later))
+        }
+        (_, Some(1002)) => (Code::InvalidArgument, "INVALID_DESTINATION", None),
+        (400 | 422, _) => (Code::InvalidArgument, "UPSTREAM_REJECTED_REQUEST", None),
+        (410, _) | (_, Some(2002)) => (Code::FailedPrecondition, "UPSTREAM_API_VERSION_GONE", None),
+        _ => (Code::Unknown, "UPSTREAM_ERROR", None),
+    };
+    let mut metadata = HashMap::from([("http_status".to_owned(), api.http_status.to_string())]);
+    if let Some(upstream_code) = api.code {
+        metadata.insert("upstream_code".to_owned(), upstream_code.to_string());
+    }
+    if let Some(error_id) = &api.error_id {
+        metadata.insert("error_id".to_owned(), error_id.clone());
+    }
+    let message = if api.message.is_empty() {
+        format!("8x8 answered HTTP {}", api.http_status)
+    } else {
+        format!("8x8: {}", api.message)
+    };
+    error(code, reason, message, metadata, retry)
+}

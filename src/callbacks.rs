@@ -1,0 +1,86 @@
+//! Callback hints. With a public URL configured, each StartVerification
+//! without its own callback_url gets 8x8's callbackUrl pointed at an
+//! unguessable per-session path here. A POST there only prompts an immediate
+//! poll of that session: 8x8 documents no payload schema and no signature,
+//! so the body is never read.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use tokio::time::Instant;
+use url::Url;
+
+use crate::watch::{Hub, SessionKey};
+
+/// Tokens outlive the session's longest possible validity (7200 s) plus a margin.
+const TOKEN_TTL: Duration = Duration::from_secs(7200 + 600);
+const MAX_TOKENS: usize = 200_000;
+
+pub struct CallbackTokens {
+    public_url: Url,
+    sessions: Mutex<HashMap<String, (SessionKey, Instant)>>,
+}
+
+impl CallbackTokens {
+    pub fn new(public_url: Url) -> Self {
+        CallbackTokens {
+            public_url,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A fresh token (122 random bits) and the callback URL that carries it.
+    pub fn issue(&self) -> (String, String) {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut url = self.public_url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(["callbacks", &token]);
+        }
+        (token, url.to_string())
+    }
+
+    /// Binds a token to the session 8x8 answered with.
+    pub fn bind(&self, token: String, key: SessionKey) {
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if sessions.len() >= MAX_TOKENS {
+            sessions.retain(|_, (_, expires)| *expires > now);
+        }
+        if sessions.len() < MAX_TOKENS {
+            sessions.insert(token, (key, now + TOKEN_TTL));
+        }
+    }
+
+    fn resolve(&self, token: &str) -> Option<SessionKey> {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let (key, expires) = sessions.get(token)?;
+        (*expires > Instant::now()).then(|| key.clone())
+    }
+}
+
+#[derive(Clone)]
+struct Hints {
+    tokens: std::sync::Arc<CallbackTokens>,
+    hub: Hub,
+}
+
+/// `POST /callbacks/{token}`: always 204, whether or not the token is known,
+/// so the endpoint tells a prober nothing.
+pub fn router(tokens: std::sync::Arc<CallbackTokens>, hub: Hub) -> Router {
+    Router::new()
+        .route("/callbacks/{token}", post(hint))
+        .with_state(Hints { tokens, hub })
+}
+
+async fn hint(State(hints): State<Hints>, Path(token): Path<String>) -> StatusCode {
+    if let Some(key) = hints.tokens.resolve(&token) {
+        let watched = hints.hub.nudge(&key);
+        tracing::debug!(watched, "callback hint");
+    }
+    StatusCode::NO_CONTENT
+}

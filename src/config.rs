@@ -1,0 +1,182 @@
+//! Command line and environment: every flag has an env var, `--help` explains it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+use url::Url;
+
+use crate::upstream::{ApiKeys, Region};
+use crate::watch::{PollSchedule, WatchConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "verif8-grpc",
+    version,
+    about = "gRPC facade for the 8x8 Verification API v2 (Verif8). Without an API key it serves against an embedded sandbox that simulates 8x8."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Log format.
+    #[arg(long, env = "VERIF8_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run only the simulated 8x8 REST API (for tests, benchmarks and demos).
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "VERIF8_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+
+    /// 8x8 base URL; overrides --region (e.g. a standalone sandbox).
+    #[arg(long, env = "VERIF8_UPSTREAM_URL")]
+    pub upstream_url: Option<Url>,
+
+    /// 8x8 region of the account: apac (https://verify.8x8.com), us, eu or id.
+    #[arg(long, env = "VERIF8_REGION", value_enum, default_value_t = Region::Apac)]
+    pub region: Region,
+
+    /// Subaccount used when a request leaves subaccount_id empty.
+    #[arg(long, env = "VERIF8_SUBACCOUNT")]
+    pub subaccount: Option<String>,
+
+    /// 8x8 API key (Bearer token). Without any key the embedded sandbox is used.
+    /// Prefer the environment variable or --api-key-file: a flag shows in `ps`.
+    #[arg(long, env = "VERIF8_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// File of API keys: a bare `key` line for the default and `subaccount=key`
+    /// lines for per-subaccount keys; `#` starts a comment.
+    #[arg(long, env = "VERIF8_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Longest wait for one 8x8 call, e.g. 10s or 500ms.
+    #[arg(long, env = "VERIF8_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// Address of the HTTP listener (callback hints). Unset: no HTTP listener.
+    #[arg(long, env = "VERIF8_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+
+    /// Public base URL of the HTTP listener as 8x8 reaches it, e.g.
+    /// https://verif8.example.com. Set, StartVerification calls without their
+    /// own callback_url get a per-session callback URL here, and 8x8's
+    /// callbacks make watchers see changes before the next poll.
+    #[arg(long, env = "VERIF8_PUBLIC_URL", requires = "http_listen")]
+    pub public_url: Option<Url>,
+
+    /// Upstream polls per second per subaccount for WatchSession, never exceeded;
+    /// with many watched sessions each one's interval stretches.
+    #[arg(long, env = "VERIF8_POLL_BUDGET", default_value_t = 20.0)]
+    pub poll_budget: f64,
+
+    /// Poll interval of a freshly watched session.
+    #[arg(long, env = "VERIF8_POLL_MIN_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub poll_min_interval: Duration,
+
+    /// Poll interval an older session slows down to.
+    #[arg(long, env = "VERIF8_POLL_MAX_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub poll_max_interval: Duration,
+
+    /// How long 8x8 may stay unreachable before watch streams end UNAVAILABLE.
+    #[arg(long, env = "VERIF8_WATCH_UNREACHABLE_WINDOW", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub watch_unreachable_window: Duration,
+
+    /// Most WatchSession streams open at once; more get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "VERIF8_MAX_WATCH_STREAMS", default_value_t = 100_000)]
+    pub max_watch_streams: usize,
+
+    /// Where the embedded sandbox listens (sandbox mode only); port 0 picks one.
+    #[arg(long, env = "VERIF8_SANDBOX_LISTEN", default_value = "127.0.0.1:0")]
+    pub sandbox_listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address the sandbox's HTTP API listens on.
+    #[arg(long, env = "VERIF8_SANDBOX_LISTEN", default_value = "127.0.0.1:8088")]
+    pub listen: SocketAddr,
+
+    /// Bearer token the sandbox accepts.
+    #[arg(
+        long,
+        env = "VERIF8_SANDBOX_API_KEY",
+        default_value = "sandbox-key",
+        hide_env_values = true
+    )]
+    pub api_key: String,
+}
+
+impl ServeArgs {
+    pub fn watch_config(&self) -> Result<WatchConfig, String> {
+        if !(self.poll_budget > 0.0 && self.poll_budget.is_finite()) {
+            return Err("--poll-budget must be a positive number of polls per second".into());
+        }
+        if self.poll_min_interval.is_zero() || self.poll_max_interval < self.poll_min_interval {
+            return Err("poll intervals must be positive with min <= max".into());
+        }
+        Ok(WatchConfig {
+            schedule: PollSchedule {
+                min_interval: self.poll_min_interval,
+                max_interval: self.poll_max_interval,
+                jitter: 0.2,
+            },
+            poll_budget_per_second: self.poll_budget,
+            unreachable_window: self.watch_unreachable_window,
+            max_streams: self.max_watch_streams,
+        })
+    }
+}
+
+/// Which 8x8 the facade talks to.
+pub enum UpstreamChoice {
+    /// No key configured: an in-process sandbox.
+    EmbeddedSandbox,
+    Remote {
+        base_url: Url,
+        keys: ApiKeys,
+    },
+}
+
+impl ServeArgs {
+    pub fn upstream(&self) -> Result<UpstreamChoice, String> {
+        let mut keys = match &self.api_key_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                ApiKeys::parse_file(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => ApiKeys::default(),
+        };
+        if let Some(key) = self.api_key.as_deref().filter(|k| !k.trim().is_empty()) {
+            keys.default = Some(SecretString::from(key.trim()));
+        }
+        match (&self.upstream_url, keys.is_empty()) {
+            (None, true) => Ok(UpstreamChoice::EmbeddedSandbox),
+            (Some(_), true) => {
+                Err("--upstream-url needs an API key (VERIF8_API_KEY or --api-key-file)".into())
+            }
+            (url, false) => Ok(UpstreamChoice::Remote {
+                base_url: url.clone().unwrap_or_else(|| self.region.base_url()),
+                keys,
+            }),
+        }
+    }
+}

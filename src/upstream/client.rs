@@ -1,0 +1,216 @@
+//! One shared HTTP client for every call to 8x8.
+
+use std::time::Duration;
+
+use reqwest::{Method, header};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use url::Url;
+
+use super::config::{ApiKeys, UpstreamConfig};
+use super::error::{ApiError, UpstreamError};
+use super::session::SessionInfo;
+use super::wire::{CoverageBody, SmaCoverageRequest, StartRequest};
+
+/// 8x8's answers are a few hundred bytes; anything far larger is refused
+/// rather than buffered.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Clone)]
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    base_url: Url,
+    keys: ApiKeys,
+    timeout: Duration,
+}
+
+impl UpstreamClient {
+    pub fn new(config: UpstreamConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .user_agent(concat!("verif8-grpc/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(UpstreamClient {
+            http,
+            base_url: config.base_url,
+            keys: config.keys,
+            timeout: config.timeout,
+        })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// POST …/sessions: sends a code (or starts SMA).
+    pub async fn start(
+        &self,
+        subaccount: &str,
+        request: &StartRequest,
+    ) -> Result<SessionInfo, UpstreamError> {
+        let url = self.url(&["api", "v2", "subaccounts", subaccount, "sessions"]);
+        let body = self
+            .send(subaccount, Method::POST, url, Some(request))
+            .await?;
+        SessionInfo::from_json(&body, None).map_err(UpstreamError::Malformed)
+    }
+
+    /// GET …/sessions/{id} without `code`: reads the status, never an attempt.
+    pub async fn get_session(
+        &self,
+        subaccount: &str,
+        session_id: &str,
+    ) -> Result<SessionInfo, UpstreamError> {
+        let url = self.session_url(subaccount, session_id);
+        let body = self.send::<()>(subaccount, Method::GET, url, None).await?;
+        SessionInfo::from_json(&body, Some(session_id)).map_err(UpstreamError::Malformed)
+    }
+
+    /// GET …/sessions/{id}?code=…: one attempt at the code.
+    pub async fn check_code(
+        &self,
+        subaccount: &str,
+        session_id: &str,
+        code: &str,
+    ) -> Result<SessionInfo, UpstreamError> {
+        let mut url = self.session_url(subaccount, session_id);
+        url.query_pairs_mut().append_pair("code", code);
+        let body = self.send::<()>(subaccount, Method::GET, url, None).await?;
+        SessionInfo::from_json(&body, Some(session_id)).map_err(UpstreamError::Malformed)
+    }
+
+    /// POST …/sma/coverage.
+    pub async fn sma_coverage(
+        &self,
+        subaccount: &str,
+        request: &SmaCoverageRequest,
+    ) -> Result<bool, UpstreamError> {
+        let url = self.url(&["api", "v2", "subaccounts", subaccount, "sma", "coverage"]);
+        let body = self
+            .send(subaccount, Method::POST, url, Some(request))
+            .await?;
+        let coverage: CoverageBody = serde_json::from_slice(&body)
+            .map_err(|e| UpstreamError::Malformed(format!("coverage JSON: {e}")))?;
+        coverage
+            .is_available
+            .ok_or_else(|| UpstreamError::Malformed("coverage JSON without isAvailable".into()))
+    }
+
+    fn session_url(&self, subaccount: &str, session_id: &str) -> Url {
+        self.url(&[
+            "api",
+            "v2",
+            "subaccounts",
+            subaccount,
+            "sessions",
+            session_id,
+        ])
+    }
+
+    /// Appends percent-encoded path segments to the base URL.
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base_url.clone();
+        url.path_segments_mut()
+            .expect("an http(s) base URL has path segments")
+            .pop_if_empty()
+            .extend(segments);
+        url
+    }
+
+    async fn send<B: Serialize>(
+        &self,
+        subaccount: &str,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Result<Vec<u8>, UpstreamError> {
+        let key = self
+            .keys
+            .for_subaccount(subaccount)
+            .ok_or_else(|| UpstreamError::NoApiKey(subaccount.to_owned()))?;
+        let mut request = self
+            .http
+            .request(method, url)
+            .timeout(self.timeout)
+            .bearer_auth(key.expose_secret())
+            .header(header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let mut response = request.send().await.map_err(UpstreamError::from_reqwest)?;
+        let status = response.status();
+        tracing::Span::current().record("upstream_status", status.as_u16());
+        let retry_after = retry_after(response.headers());
+        let body = read_capped(&mut response).await?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(UpstreamError::Api(ApiError::from_response(
+                status.as_u16(),
+                &body,
+                retry_after,
+            )))
+        }
+    }
+}
+
+async fn read_capped(response: &mut reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(UpstreamError::from_reqwest)?
+    {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(UpstreamError::Malformed(format!(
+                "answer larger than {MAX_BODY_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    (at.to_utc() - chrono::Utc::now()).to_std().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        let mut headers = header::HeaderMap::new();
+        headers.insert(header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        headers.insert(header::RETRY_AFTER, later.parse().unwrap());
+        let delay = retry_after(&headers).unwrap();
+        assert!(delay > Duration::from_secs(100) && delay <= Duration::from_secs(120));
+        headers.insert(header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        let client = UpstreamClient::new(UpstreamConfig {
+            base_url: Url::parse("http://127.0.0.1:9/prefix/").unwrap(),
+            keys: ApiKeys::default(),
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        assert_eq!(
+            client.session_url("acme&co", "a/b").as_str(),
+            "http://127.0.0.1:9/prefix/api/v2/subaccounts/acme&co/sessions/a%2Fb"
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! 8x8's JSON: what we send (camelCase, absent fields omitted so 8x8's own
+//! defaults apply) and what we accept back (every documented shape).
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Sms,
+    Call,
+    Whatsapp,
+    Viber,
+    Sma,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CodeType {
+    Numeric,
+    NumericWithDash,
+    Alphanumeric,
+    AlphanumericCapitals,
+    AlphanumericEasy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SmsEncoding {
+    #[serde(rename = "AUTO")]
+    Auto,
+    #[serde(rename = "GSM7")]
+    Gsm7,
+    #[serde(rename = "UCS2")]
+    Ucs2,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SmsOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<SmsEncoding>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repetition: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voice_profile: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WhatsAppOptions {
+    pub template_name: String,
+}
+
+/// Channel-specific options; serialised as 8x8's `sms`, `call` or `whatsapp` object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOptions {
+    Sms(SmsOptions),
+    Call(CallOptions),
+    Whatsapp(WhatsAppOptions),
+}
+
+/// Body of POST /api/v2/subaccounts/{subAccountId}/sessions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartRequest {
+    pub destination: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code_length: Option<u32>,
+    /// Seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code_validity: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code_type: Option<CodeType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset_session: Option<bool>,
+    /// Seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resending_interval: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub options: Option<ChannelOptions>,
+}
+
+/// Body of POST /api/v2/subaccounts/{subAccountId}/sma/coverage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SmaCoverageRequest {
+    pub client_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+}
+
+/// A session as 8x8 answers it. The docs show several generations of this
+/// object (`sessionId`/`sessionID`/`uid`, `verifyUri`/`resourceUri`,
+/// `retryAfter`/`nextSmsAfter`, destination as a string or a number), so
+/// every spelling is accepted.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SessionBody {
+    #[serde(alias = "sessionID", alias = "uid")]
+    #[serde(rename = "sessionId")]
+    pub session_id: Option<String>,
+    #[serde(rename = "verifyUri", alias = "resourceUri")]
+    pub verify_uri: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub destination: Option<String>,
+    pub status: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub attempt: Option<String>,
+    #[serde(rename = "expiresAt")]
+    pub expires_at: Option<String>,
+    #[serde(rename = "retryAfter", alias = "nextSmsAfter")]
+    pub retry_after: Option<String>,
+    pub sma: Option<SmaBody>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SmaBody {
+    #[serde(rename = "verificationUrl")]
+    pub verification_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CoverageBody {
+    #[serde(rename = "isAvailable", alias = "available")]
+    pub is_available: Option<bool>,
+}
+
+/// 8x8's error body: `{"code", "message", "errorId", "timestamp"}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ErrorBody {
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub code: Option<String>,
+    pub message: Option<String>,
+    #[serde(rename = "errorId")]
+    pub error_id: Option<String>,
+}
+
+/// Accepts a JSON string or number (or null) as text.
+fn string_or_number<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Loose {
+        Text(String),
+        Number(serde_json::Number),
+    }
+    Ok(Option::<Loose>::deserialize(de)?.map(|value| match value {
+        Loose::Text(text) => text,
+        Loose::Number(number) => number.to_string(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn start_request_omits_unset_fields_and_nests_channel_options() {
+        let request = StartRequest {
+            destination: "+6598765432".into(),
+            channel: Some(Channel::Call),
+            code_validity: Some(300),
+            options: Some(ChannelOptions::Call(CallOptions {
+                speed: Some(0.8),
+                voice_profile: Some("en-US-Kimberly".into()),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&request).unwrap(),
+            json!({
+                "destination": "+6598765432",
+                "channel": "call",
+                "codeValidity": 300,
+                "call": {"speed": 0.8, "voiceProfile": "en-US-Kimberly"}
+            })
+        );
+    }
+
+    #[test]
+    fn code_type_and_encoding_use_8x8_spelling() {
+        assert_eq!(
+            serde_json::to_value(CodeType::NumericWithDash).unwrap(),
+            json!("NUMERIC_WITH_DASH")
+        );
+        assert_eq!(
+            serde_json::to_value(SmsEncoding::Gsm7).unwrap(),
+            json!("GSM7")
+        );
+        assert_eq!(
+            serde_json::to_value(Channel::Whatsapp).unwrap(),
+            json!("whatsapp")
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! WatchSession engine: one shared poller per watched session, fanned out to
+//! every watcher through a `tokio::sync::watch` channel (latest value wins),
+//! plus write-through of what the facade learns itself and callback nudges.
+
+mod budget;
+mod hub;
+mod poller;
+mod schedule;
+
+pub use budget::PollBudget;
+pub use hub::{Hub, Observation, SessionKey, Source, WatchConfig, WatchEnd, WatchState};
+pub use schedule::PollSchedule;
