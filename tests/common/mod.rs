@@ -1,0 +1,208 @@
+//! Shared harness: a real sandbox on an ephemeral port, the real gRPC server
+//! in front of it, and a client for each. Every test goes over sockets.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use verif8_grpc::pb::v1::verification_service_client::VerificationServiceClient;
+use verif8_grpc::sandbox::{RunningSandbox, Sandbox, SandboxConfig};
+use verif8_grpc::server::{self, ServerOptions};
+use verif8_grpc::upstream::{ApiKeys, UpstreamConfig};
+use verif8_grpc::watch::WatchConfig;
+
+pub use verif8_grpc::pb::v1 as pb;
+
+pub const API_KEY: &str = "test-key";
+pub const SUBACCOUNT: &str = "acme_verif8";
+
+pub struct Harness {
+    pub sandbox: RunningSandbox,
+    pub grpc_addr: SocketAddr,
+    pub client: VerificationServiceClient<Channel>,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Sandbox plus facade with a default subaccount.
+pub async fn start() -> Harness {
+    start_with(|_| {}).await
+}
+
+/// Like `start`, with a chance to adjust the facade's options.
+pub async fn start_with(adjust: impl FnOnce(&mut ServerOptions)) -> Harness {
+    let sandbox = Sandbox::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig {
+            api_key: API_KEY.into(),
+            public_url: None,
+        },
+    )
+    .await
+    .expect("sandbox starts");
+    let mut options = facade_options(&sandbox.base_url, API_KEY);
+    adjust(&mut options);
+    let (grpc_addr, stop) = spawn_facade(options).await;
+    Harness {
+        sandbox,
+        grpc_addr,
+        client: connect(grpc_addr).await,
+        http: reqwest::Client::new(),
+        stop: Some(stop),
+    }
+}
+
+pub fn facade_options(upstream_url: &str, api_key: &str) -> ServerOptions {
+    ServerOptions {
+        upstream: UpstreamConfig {
+            base_url: upstream_url.parse().unwrap(),
+            keys: ApiKeys::single(SecretString::from(api_key)),
+            timeout: Duration::from_secs(5),
+        },
+        default_subaccount: Some(SUBACCOUNT.into()),
+        watch: WatchConfig::default(),
+        public_url: None,
+        sandbox: None,
+    }
+}
+
+pub async fn spawn_facade(options: ServerOptions) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        server::serve(listener, None, options, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("facade serves");
+    });
+    (addr, stop)
+}
+
+pub async fn connect(addr: SocketAddr) -> VerificationServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("facade accepts connections");
+    VerificationServiceClient::new(channel)
+}
+
+impl Harness {
+    /// Every request the sandbox received on its 8x8 routes, in order.
+    pub async fn upstream_requests(&self) -> Vec<Value> {
+        let url = format!("{}/_sandbox/requests", self.sandbox.base_url);
+        let body: Value = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["requests"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Messages the sandbox delivered for a session.
+    pub async fn messages(&self, session_id: &str) -> Vec<Value> {
+        let url = format!(
+            "{}/_sandbox/messages?sessionId={session_id}",
+            self.sandbox.base_url
+        );
+        let body: Value = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The code last delivered for a session.
+    pub async fn code_of(&self, session_id: &str) -> String {
+        let messages = self.messages(session_id).await;
+        let last = messages.last().expect("a message was delivered");
+        last["code"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn advance_clock(&self, seconds: u64) {
+        let url = format!("{}/_sandbox/clock/advance", self.sandbox.base_url);
+        let response = self
+            .http
+            .post(url)
+            .json(&serde_json::json!({ "seconds": seconds }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    /// Makes the next `count` upstream requests fail as described.
+    pub async fn inject_fault(&self, fault: Value) {
+        let url = format!("{}/_sandbox/faults", self.sandbox.base_url);
+        let response = self.http.post(url).json(&fault).send().await.unwrap();
+        assert!(response.status().is_success(), "fault accepted");
+    }
+
+    /// Starts an SMS verification to `destination` and returns its session.
+    pub async fn start_sms(&mut self, destination: &str) -> pb::Session {
+        self.client
+            .start_verification(pb::StartVerificationRequest {
+                destination: destination.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("start succeeds")
+            .into_inner()
+            .session
+            .expect("a session")
+    }
+}
+
+/// The ErrorInfo reason of a status.
+pub fn reason(status: &tonic::Status) -> String {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone())
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"))
+}
+
+/// Fields named by a status's BadRequest, in order.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|bad| {
+            bad.field_violations
+                .iter()
+                .map(|v| v.field.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn duration(seconds: i64) -> Option<prost_types::Duration> {
+    Some(prost_types::Duration { seconds, nanos: 0 })
+}
