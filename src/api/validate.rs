@@ -421,10 +421,10 @@ pub fn watch_request(
     let mut v = Violations::default();
     let subaccount = subaccount(&mut v, &request.subaccount_id, default_subaccount);
     session_id(&mut v, &request.session_id);
-    if let Some(every) = &request.heartbeat_interval {
-        if every.seconds < 1 || every.seconds > 3600 || every.nanos < 0 {
-            v.add("heartbeat_interval", "must be from 1s to 3600s");
-        }
+    if let Some(every) = &request.heartbeat_interval
+        && (every.seconds < 1 || every.seconds > 3600 || every.nanos < 0)
+    {
+        v.add("heartbeat_interval", "must be from 1s to 3600s");
     }
     v.finish(subaccount)
 }

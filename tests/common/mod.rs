@@ -27,6 +27,8 @@ pub const SUBACCOUNT: &str = "acme_verif8";
 pub struct Harness {
     pub sandbox: RunningSandbox,
     pub grpc_addr: SocketAddr,
+    /// The facade's HTTP listener (callback hints).
+    pub http_addr: SocketAddr,
     pub client: VerificationServiceClient<Channel>,
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -42,11 +44,12 @@ impl Drop for Harness {
 
 /// Sandbox plus facade with a default subaccount.
 pub async fn start() -> Harness {
-    start_with(|_| {}).await
+    start_with(|_, _| {}).await
 }
 
-/// Like `start`, with a chance to adjust the facade's options.
-pub async fn start_with(adjust: impl FnOnce(&mut ServerOptions)) -> Harness {
+/// Like `start`, with a chance to adjust the facade's options; the closure
+/// also gets the base URL of the facade's HTTP listener.
+pub async fn start_with(adjust: impl FnOnce(&mut ServerOptions, &str)) -> Harness {
     let sandbox = Sandbox::spawn(
         "127.0.0.1:0".parse().unwrap(),
         SandboxConfig {
@@ -57,11 +60,14 @@ pub async fn start_with(adjust: impl FnOnce(&mut ServerOptions)) -> Harness {
     .await
     .expect("sandbox starts");
     let mut options = facade_options(&sandbox.base_url, API_KEY);
-    adjust(&mut options);
-    let (grpc_addr, stop) = spawn_facade(options).await;
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_addr = http.local_addr().unwrap();
+    adjust(&mut options, &format!("http://{http_addr}"));
+    let (grpc_addr, stop) = spawn_facade_with_http(options, Some(http)).await;
     Harness {
         sandbox,
         grpc_addr,
+        http_addr,
         client: connect(grpc_addr).await,
         http: reqwest::Client::new(),
         stop: Some(stop),
@@ -83,11 +89,18 @@ pub fn facade_options(upstream_url: &str, api_key: &str) -> ServerOptions {
 }
 
 pub async fn spawn_facade(options: ServerOptions) -> (SocketAddr, oneshot::Sender<()>) {
+    spawn_facade_with_http(options, None).await
+}
+
+pub async fn spawn_facade_with_http(
+    options: ServerOptions,
+    http: Option<TcpListener>,
+) -> (SocketAddr, oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        server::serve(listener, None, options, async {
+        server::serve(listener, http, options, async {
             let _ = stopped.await;
         })
         .await
@@ -205,4 +218,44 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
 
 pub fn duration(seconds: i64) -> Option<prost_types::Duration> {
     Some(prost_types::Duration { seconds, nanos: 0 })
+}
+
+/// A fixed poll interval without jitter, for tests that count polls.
+pub fn fixed_polling(interval: Duration) -> WatchConfig {
+    WatchConfig {
+        schedule: verif8_grpc::watch::PollSchedule {
+            min_interval: interval,
+            max_interval: interval,
+            jitter: 0.0,
+        },
+        ..WatchConfig::default()
+    }
+}
+
+impl Harness {
+    /// GETs of a session's status (no query) the sandbox received.
+    pub async fn status_reads(&self, session_id: &str) -> usize {
+        self.upstream_requests()
+            .await
+            .iter()
+            .filter(|r| r["method"] == "GET" && r["path"].as_str().unwrap().ends_with(session_id))
+            .filter(|r| r["query"].is_null())
+            .count()
+    }
+
+    /// Submits a code straight to the sandbox, as if another 8x8 client did.
+    pub async fn check_code_upstream(&self, session_id: &str, code: &str) {
+        let url = format!(
+            "{}/api/v2/subaccounts/{SUBACCOUNT}/sessions/{session_id}?code={code}",
+            self.sandbox.base_url
+        );
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
 }
