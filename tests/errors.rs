@@ -194,7 +194,7 @@ async fn unreachable_upstream_is_unavailable() {
 
 #[tokio::test]
 async fn slow_upstream_is_deadline_exceeded() {
-    let mut h = common::start_with(|options| {
+    let mut h = common::start_with(|options, _| {
         options.upstream.timeout = Duration::from_millis(300);
     })
     .await;
