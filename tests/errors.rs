@@ -203,7 +203,10 @@ async fn slow_upstream_is_deadline_exceeded() {
     let started = std::time::Instant::now();
     let status = h
         .client
-        .start_verification(start_request())
+        .get_session(pb::GetSessionRequest {
+            session_id: "abc".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded);

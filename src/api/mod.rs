@@ -1,6 +1,7 @@
 //! The gRPC side: validation, proto conversion, error mapping and the services.
 
 mod convert;
+mod deadline;
 mod languages;
 mod observe;
 mod resend_hints;

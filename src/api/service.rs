@@ -2,16 +2,17 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::resend_hints::ResendHints;
-use super::{convert, observe, status, validate, watch_stream};
+use super::{convert, deadline, observe, status, validate, watch_stream};
 use crate::callbacks::CallbackTokens;
 use crate::pb::v1 as pb;
 use crate::pb::v1::verification_service_server::VerificationService;
-use crate::upstream::{SessionInfo, UpstreamClient};
+use crate::upstream::{CallPolicy, SessionInfo, UpstreamClient};
 use crate::watch::{Hub, SessionKey, Source};
 
 pub struct VerificationApi {
@@ -55,6 +56,7 @@ impl VerificationApi {
     async fn start(
         &self,
         request: pb::StartVerificationRequest,
+        deadline: Option<Duration>,
     ) -> Result<pb::StartVerificationResponse, Status> {
         let (subaccount, mut body) = validate::start_request(&request, self.default_subaccount())?;
         let hint_key = format!(
@@ -71,7 +73,7 @@ impl VerificationApi {
             }
             _ => None,
         };
-        match self.upstream.start(&subaccount, &body).await {
+        match self.upstream.start(&subaccount, &body, deadline).await {
             Ok(session) => {
                 if let Some(retry_after) = session.retry_after {
                     self.resend_hints
@@ -89,6 +91,7 @@ impl VerificationApi {
                     session: Some(convert::session(&subaccount, &session)),
                 })
             }
+            Err(error) if error.outcome_unknown() => Err(status::start_outcome_unknown(&error)),
             Err(error) => {
                 let hint = self.resend_hints.wait_for(&subaccount, &hint_key);
                 Err(status::from_upstream(&error, hint))
@@ -96,7 +99,11 @@ impl VerificationApi {
         }
     }
 
-    async fn get(&self, request: pb::GetSessionRequest) -> Result<pb::GetSessionResponse, Status> {
+    async fn get(
+        &self,
+        request: pb::GetSessionRequest,
+        deadline: Option<Duration>,
+    ) -> Result<pb::GetSessionResponse, Status> {
         let subaccount = validate::session_ref(
             &request.subaccount_id,
             &request.session_id,
@@ -104,7 +111,7 @@ impl VerificationApi {
         )?;
         let session = self
             .upstream
-            .get_session(&subaccount, &request.session_id)
+            .get_session(&subaccount, &request.session_id, retried(deadline))
             .await
             .map_err(|e| status::from_upstream(&e, None))?;
         self.publish(&subaccount, &session, Source::Poll);
@@ -113,11 +120,15 @@ impl VerificationApi {
         })
     }
 
-    async fn check(&self, request: pb::CheckCodeRequest) -> Result<pb::CheckCodeResponse, Status> {
+    async fn check(
+        &self,
+        request: pb::CheckCodeRequest,
+        deadline: Option<Duration>,
+    ) -> Result<pb::CheckCodeResponse, Status> {
         let subaccount = validate::check_code_request(&request, self.default_subaccount())?;
         let session = self
             .upstream
-            .check_code(&subaccount, &request.session_id, &request.code)
+            .check_code(&subaccount, &request.session_id, &request.code, deadline)
             .await
             .map_err(|e| status::from_upstream(&e, None))?;
         self.publish(&subaccount, &session, Source::CheckCode);
@@ -154,15 +165,24 @@ impl VerificationApi {
     async fn coverage(
         &self,
         request: pb::CheckSmaCoverageRequest,
+        deadline: Option<Duration>,
     ) -> Result<pb::CheckSmaCoverageResponse, Status> {
         let (subaccount, body) =
             validate::sma_coverage_request(&request, self.default_subaccount())?;
         let available = self
             .upstream
-            .sma_coverage(&subaccount, &body)
+            .sma_coverage(&subaccount, &body, retried(deadline))
             .await
             .map_err(|e| status::from_upstream(&e, None))?;
         Ok(pb::CheckSmaCoverageResponse { available })
+    }
+}
+
+/// Reads are safe to repeat: they retry inside the caller's deadline.
+fn retried(deadline: Option<Duration>) -> CallPolicy {
+    CallPolicy {
+        deadline,
+        retry: true,
     }
 }
 
@@ -174,36 +194,48 @@ impl VerificationService for Arc<VerificationApi> {
         &self,
         request: Request<pb::StartVerificationRequest>,
     ) -> Result<Response<pb::StartVerificationResponse>, Status> {
-        observe::rpc("StartVerification", self.start(request.into_inner()))
-            .await
-            .map(Response::new)
+        observe::rpc("StartVerification", {
+            let deadline = deadline::from_metadata(request.metadata());
+            self.start(request.into_inner(), deadline)
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn get_session(
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
-        observe::rpc("GetSession", self.get(request.into_inner()))
-            .await
-            .map(Response::new)
+        observe::rpc("GetSession", {
+            let deadline = deadline::from_metadata(request.metadata());
+            self.get(request.into_inner(), deadline)
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn check_code(
         &self,
         request: Request<pb::CheckCodeRequest>,
     ) -> Result<Response<pb::CheckCodeResponse>, Status> {
-        observe::rpc("CheckCode", self.check(request.into_inner()))
-            .await
-            .map(Response::new)
+        observe::rpc("CheckCode", {
+            let deadline = deadline::from_metadata(request.metadata());
+            self.check(request.into_inner(), deadline)
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn check_sma_coverage(
         &self,
         request: Request<pb::CheckSmaCoverageRequest>,
     ) -> Result<Response<pb::CheckSmaCoverageResponse>, Status> {
-        observe::rpc("CheckSmaCoverage", self.coverage(request.into_inner()))
-            .await
-            .map(Response::new)
+        observe::rpc("CheckSmaCoverage", {
+            let deadline = deadline::from_metadata(request.metadata());
+            self.coverage(request.into_inner(), deadline)
+        })
+        .await
+        .map(Response::new)
     }
 
     type WatchSessionStream = WatchStream;

@@ -78,6 +78,22 @@ pub fn from_upstream(error: &UpstreamError, resend_hint: Option<Duration>) -> St
     }
 }
 
+/// A StartVerification whose fate is unknown: it may have sent a message.
+/// Retrying could send a second one (and trip the resending interval), so
+/// the caller learns exactly that, with the code the failure would have had.
+pub fn start_outcome_unknown(error: &UpstreamError) -> Status {
+    let code = match error {
+        UpstreamError::Timeout => Code::DeadlineExceeded,
+        _ => Code::Unavailable,
+    };
+    error_without_metadata(
+        code,
+        "START_OUTCOME_UNKNOWN",
+        "the request reached 8x8 but no answer came back: a code may have been sent; check the outbox or wait for the user before starting again",
+        None,
+    )
+}
+
 fn error_without_metadata(
     code: Code,
     reason: &str,

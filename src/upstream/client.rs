@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use reqwest::{Method, header};
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -15,6 +17,22 @@ use super::wire::{CoverageBody, SmaCoverageRequest, StartRequest};
 /// 8x8's answers are a few hundred bytes; anything far larger is refused
 /// rather than buffered.
 const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Tries of a call that is safe to repeat (a status read, a coverage check).
+const MAX_TRIES: u32 = 3;
+/// First retry delay; doubles per try, with full jitter.
+const RETRY_BASE_DELAY: Duration = Duration::from_millis(100);
+
+/// How one call may spend its time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallPolicy {
+    /// The caller's remaining deadline; the configured timeout applies when
+    /// it is longer or absent.
+    pub deadline: Option<Duration>,
+    /// Retry connect errors, 5xx and 429 with backoff inside the deadline.
+    /// Only for calls that change nothing upstream.
+    pub retry: bool,
+}
 
 #[derive(Clone)]
 pub struct UpstreamClient {
@@ -44,15 +62,21 @@ impl UpstreamClient {
         &self.base_url
     }
 
-    /// POST …/sessions: sends a code (or starts SMA).
+    /// POST …/sessions: sends a code (or starts SMA). Never retried: a
+    /// repeated POST would send the user a second message.
     pub async fn start(
         &self,
         subaccount: &str,
         request: &StartRequest,
+        deadline: Option<Duration>,
     ) -> Result<SessionInfo, UpstreamError> {
         let url = self.url(&["api", "v2", "subaccounts", subaccount, "sessions"]);
+        let policy = CallPolicy {
+            deadline,
+            retry: false,
+        };
         let body = self
-            .send(subaccount, Method::POST, url, Some(request))
+            .send(subaccount, Method::POST, url, Some(request), policy)
             .await?;
         SessionInfo::from_json(&body, None).map_err(UpstreamError::Malformed)
     }
@@ -62,22 +86,33 @@ impl UpstreamClient {
         &self,
         subaccount: &str,
         session_id: &str,
+        policy: CallPolicy,
     ) -> Result<SessionInfo, UpstreamError> {
         let url = self.session_url(subaccount, session_id);
-        let body = self.send::<()>(subaccount, Method::GET, url, None).await?;
+        let body = self
+            .send::<()>(subaccount, Method::GET, url, None, policy)
+            .await?;
         SessionInfo::from_json(&body, Some(session_id)).map_err(UpstreamError::Malformed)
     }
 
-    /// GET …/sessions/{id}?code=…: one attempt at the code.
+    /// GET …/sessions/{id}?code=…: one attempt at the code. Never retried:
+    /// each try could burn one of the session's five attempts.
     pub async fn check_code(
         &self,
         subaccount: &str,
         session_id: &str,
         code: &str,
+        deadline: Option<Duration>,
     ) -> Result<SessionInfo, UpstreamError> {
         let mut url = self.session_url(subaccount, session_id);
         url.query_pairs_mut().append_pair("code", code);
-        let body = self.send::<()>(subaccount, Method::GET, url, None).await?;
+        let policy = CallPolicy {
+            deadline,
+            retry: false,
+        };
+        let body = self
+            .send::<()>(subaccount, Method::GET, url, None, policy)
+            .await?;
         SessionInfo::from_json(&body, Some(session_id)).map_err(UpstreamError::Malformed)
     }
 
@@ -86,10 +121,11 @@ impl UpstreamClient {
         &self,
         subaccount: &str,
         request: &SmaCoverageRequest,
+        policy: CallPolicy,
     ) -> Result<bool, UpstreamError> {
         let url = self.url(&["api", "v2", "subaccounts", subaccount, "sma", "coverage"]);
         let body = self
-            .send(subaccount, Method::POST, url, Some(request))
+            .send(subaccount, Method::POST, url, Some(request), policy)
             .await?;
         let coverage: CoverageBody = serde_json::from_slice(&body)
             .map_err(|e| UpstreamError::Malformed(format!("coverage JSON: {e}")))?;
@@ -119,12 +155,52 @@ impl UpstreamClient {
         url
     }
 
+    /// Sends, retrying per `policy` inside its time budget.
     async fn send<B: Serialize>(
         &self,
         subaccount: &str,
         method: Method,
         url: Url,
         body: Option<&B>,
+        policy: CallPolicy,
+    ) -> Result<Vec<u8>, UpstreamError> {
+        let budget = policy
+            .deadline
+            .map_or(self.timeout, |d| d.min(self.timeout));
+        let give_up_at = Instant::now() + budget;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let left = give_up_at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(UpstreamError::Timeout);
+            }
+            let result = self
+                .send_once(subaccount, method.clone(), url.clone(), body, left)
+                .await;
+            let error = match result {
+                Ok(body) => return Ok(body),
+                Err(error) if !policy.retry || tries >= MAX_TRIES => return Err(error),
+                Err(error) => error,
+            };
+            let Some(delay) = retry_delay(&error, tries) else {
+                return Err(error);
+            };
+            if Instant::now() + delay >= give_up_at {
+                return Err(error);
+            }
+            tracing::debug!(tries, ?delay, %error, "retrying 8x8 call");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn send_once<B: Serialize>(
+        &self,
+        subaccount: &str,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+        timeout: Duration,
     ) -> Result<Vec<u8>, UpstreamError> {
         let key = self
             .keys
@@ -133,7 +209,7 @@ impl UpstreamClient {
         let mut request = self
             .http
             .request(method, url)
-            .timeout(self.timeout)
+            .timeout(timeout)
             .bearer_auth(key.expose_secret())
             .header(header::ACCEPT, "application/json");
         if let Some(body) = body {
@@ -154,6 +230,28 @@ impl UpstreamClient {
             )))
         }
     }
+}
+
+/// How long to wait before try `tries + 1`, or None when retrying can't help.
+/// 8x8's Retry-After wins; otherwise full jitter over a doubling ceiling.
+fn retry_delay(error: &UpstreamError, tries: u32) -> Option<Duration> {
+    let retryable = match error {
+        UpstreamError::Api(api) => api.http_status == 429 || api.http_status >= 500,
+        UpstreamError::Connect(_) | UpstreamError::Transport(_) => true,
+        UpstreamError::Timeout | UpstreamError::Malformed(_) | UpstreamError::NoApiKey(_) => false,
+    };
+    if !retryable {
+        return None;
+    }
+    if let UpstreamError::Api(ApiError {
+        retry_after: Some(after),
+        ..
+    }) = error
+    {
+        return Some(*after);
+    }
+    let ceiling = RETRY_BASE_DELAY * 2u32.pow(tries.saturating_sub(1).min(10));
+    Some(ceiling.mul_f64(rand::random::<f64>()))
 }
 
 async fn read_capped(response: &mut reqwest::Response) -> Result<Vec<u8>, UpstreamError> {

@@ -65,6 +65,12 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// The request may have reached 8x8 and been acted on, but no answer
+    /// says so: a start may or may not have sent a message.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, UpstreamError::Transport(_) | UpstreamError::Timeout)
+    }
+
     pub(crate) fn from_reqwest(error: reqwest::Error) -> Self {
         if error.is_timeout() {
             UpstreamError::Timeout

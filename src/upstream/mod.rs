@@ -7,7 +7,7 @@ mod error;
 mod session;
 mod wire;
 
-pub use client::UpstreamClient;
+pub use client::{CallPolicy, UpstreamClient};
 pub use config::{ApiKeys, Region, UpstreamConfig};
 pub use error::{ApiError, UpstreamError};
 pub use session::{SessionInfo, SessionStatus};

@@ -10,7 +10,7 @@ use chrono::Utc;
 use tokio::time::{Instant, sleep_until};
 
 use super::hub::{Entry, Observation, SessionKey, Shared, Source, WatchEnd, WatchState, apply};
-use crate::upstream::{SessionStatus, UpstreamError};
+use crate::upstream::{CallPolicy, SessionStatus, UpstreamError};
 
 pub(super) async fn run(shared: Arc<Shared>, key: SessionKey, entry: Arc<Entry>) {
     let watched_since = Instant::now();
@@ -31,7 +31,7 @@ pub(super) async fn run(shared: Arc<Shared>, key: SessionKey, entry: Arc<Entry>)
         let writes_before = entry.writes.load(std::sync::atomic::Ordering::Acquire);
         match shared
             .upstream
-            .get_session(&key.subaccount, &key.session_id)
+            .get_session(&key.subaccount, &key.session_id, CallPolicy::default())
             .await
         {
             Ok(session) => {
