@@ -103,6 +103,15 @@ pub struct ServeArgs {
     #[arg(long, env = "VERIF8_MAX_WATCH_STREAMS", default_value_t = 100_000)]
     pub max_watch_streams: usize,
 
+    /// RPCs handled at once; beyond it calls are shed with RESOURCE_EXHAUSTED
+    /// (reason OVERLOADED) instead of queueing.
+    #[arg(long, env = "VERIF8_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+
+    /// After SIGTERM/SIGINT: how long in-flight calls may take to finish.
+    #[arg(long, env = "VERIF8_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
     /// Where the embedded sandbox listens (sandbox mode only); port 0 picks one.
     #[arg(long, env = "VERIF8_SANDBOX_LISTEN", default_value = "127.0.0.1:0")]
     pub sandbox_listen: SocketAddr,

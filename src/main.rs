@@ -89,6 +89,8 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
         watch: args.watch_config()?,
         public_url: args.public_url.clone(),
         sandbox,
+        max_in_flight: args.max_in_flight,
+        shutdown_grace: args.shutdown_grace,
     };
     server::serve(listener, http, options, shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -27,7 +28,23 @@ pub struct ServerOptions {
     pub public_url: Option<Url>,
     /// Set when the upstream is the embedded sandbox: SandboxService reads its outbox.
     pub sandbox: Option<Arc<RunningSandbox>>,
+    /// RPCs handled at once; more are shed with RESOURCE_EXHAUSTED.
+    pub max_in_flight: usize,
+    /// How long in-flight calls may finish after a shutdown signal.
+    pub shutdown_grace: Duration,
 }
+
+/// HTTP/2 settings, chosen for a service behind a mesh or load balancer:
+/// keepalive pings find dead peers behind NATs and idle-timeout proxies;
+/// a maximum connection age makes clients reconnect now and then, so new
+/// replicas get traffic; many streams per connection leave room for
+/// long-lived WatchSession streams; small messages are all this API needs.
+const MAX_CONCURRENT_STREAMS: u32 = 4096;
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
+const MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(60);
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -49,6 +66,7 @@ pub async fn serve(
         options.default_subaccount,
         hub.clone(),
         callbacks.clone(),
+        options.max_in_flight,
     );
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -65,9 +83,10 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let sandbox_service = options
-        .sandbox
-        .map(|sandbox| SandboxServiceServer::new(SandboxApi::new(sandbox)));
+    let sandbox_service = options.sandbox.map(|sandbox| {
+        SandboxServiceServer::new(SandboxApi::new(sandbox))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    });
     if sandbox_service.is_some() {
         health
             .set_serving::<SandboxServiceServer<SandboxApi>>()
@@ -106,16 +125,35 @@ pub async fn serve(
         })
     });
 
-    Server::builder()
+    let grpc_server = Server::builder()
+        .tcp_nodelay(true)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .max_connection_age(MAX_CONNECTION_AGE)
+        .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(VerificationServiceServer::new(api))
+        .add_service(
+            VerificationServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .add_optional_service(sandbox_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopping.cancelled_owned())
-        .await?;
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc),
+            stopping.clone().cancelled_owned(),
+        );
+    // In-flight calls get the grace period to finish, then the process moves on.
+    let grace_over = async {
+        stopping.cancelled().await;
+        tokio::time::sleep(options.shutdown_grace).await;
+    };
+    tokio::select! {
+        served = grpc_server => served?,
+        _ = grace_over => tracing::warn!("shutdown grace period over with calls still in flight"),
+    }
     if let Some(http_server) = http_server {
-        http_server.await??;
+        http_server.abort();
     }
     Ok(())
 }

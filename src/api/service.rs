@@ -4,6 +4,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -22,6 +24,8 @@ pub struct VerificationApi {
     hub: Hub,
     /// Set with a public URL: callback hints for sessions without their own callback_url.
     callbacks: Option<Arc<CallbackTokens>>,
+    /// Bounds RPCs in flight: beyond it requests are shed at once.
+    in_flight: Arc<Semaphore>,
 }
 
 impl VerificationApi {
@@ -30,6 +34,7 @@ impl VerificationApi {
         default_subaccount: Option<String>,
         hub: Hub,
         callbacks: Option<Arc<CallbackTokens>>,
+        max_in_flight: usize,
     ) -> Arc<Self> {
         Arc::new(VerificationApi {
             upstream,
@@ -37,7 +42,24 @@ impl VerificationApi {
             resend_hints: ResendHints::default(),
             hub,
             callbacks,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
         })
+    }
+
+    /// Runs one RPC if there is room, logging it either way.
+    async fn admitted<T>(
+        &self,
+        method: &'static str,
+        call: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<Response<T>, Status> {
+        let admitted = async {
+            let _slot = self
+                .in_flight
+                .try_acquire()
+                .map_err(|_| status::overloaded())?;
+            call.await
+        };
+        observe::rpc(method, admitted).await.map(Response::new)
     }
 
     /// Write-through: watchers of this session hear about it at once.
@@ -194,48 +216,44 @@ impl VerificationService for Arc<VerificationApi> {
         &self,
         request: Request<pb::StartVerificationRequest>,
     ) -> Result<Response<pb::StartVerificationResponse>, Status> {
-        observe::rpc("StartVerification", {
+        self.admitted("StartVerification", {
             let deadline = deadline::from_metadata(request.metadata());
             self.start(request.into_inner(), deadline)
         })
         .await
-        .map(Response::new)
     }
 
     async fn get_session(
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
-        observe::rpc("GetSession", {
+        self.admitted("GetSession", {
             let deadline = deadline::from_metadata(request.metadata());
             self.get(request.into_inner(), deadline)
         })
         .await
-        .map(Response::new)
     }
 
     async fn check_code(
         &self,
         request: Request<pb::CheckCodeRequest>,
     ) -> Result<Response<pb::CheckCodeResponse>, Status> {
-        observe::rpc("CheckCode", {
+        self.admitted("CheckCode", {
             let deadline = deadline::from_metadata(request.metadata());
             self.check(request.into_inner(), deadline)
         })
         .await
-        .map(Response::new)
     }
 
     async fn check_sma_coverage(
         &self,
         request: Request<pb::CheckSmaCoverageRequest>,
     ) -> Result<Response<pb::CheckSmaCoverageResponse>, Status> {
-        observe::rpc("CheckSmaCoverage", {
+        self.admitted("CheckSmaCoverage", {
             let deadline = deadline::from_metadata(request.metadata());
             self.coverage(request.into_inner(), deadline)
         })
         .await
-        .map(Response::new)
     }
 
     type WatchSessionStream = WatchStream;
@@ -244,8 +262,7 @@ impl VerificationService for Arc<VerificationApi> {
         &self,
         request: Request<pb::WatchSessionRequest>,
     ) -> Result<Response<Self::WatchSessionStream>, Status> {
-        observe::rpc("WatchSession", self.watch(request.into_inner()))
+        self.admitted("WatchSession", self.watch(request.into_inner()))
             .await
-            .map(Response::new)
     }
 }

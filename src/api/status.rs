@@ -78,6 +78,16 @@ pub fn from_upstream(error: &UpstreamError, resend_hint: Option<Duration>) -> St
     }
 }
 
+/// Shed load: too many RPCs in flight on this replica.
+pub fn overloaded() -> Status {
+    error_without_metadata(
+        Code::ResourceExhausted,
+        "OVERLOADED",
+        "this replica is at its limit of calls in flight; retry shortly or elsewhere",
+        Some(Duration::from_millis(100)),
+    )
+}
+
 /// A StartVerification whose fate is unknown: it may have sent a message.
 /// Retrying could send a second one (and trip the resending interval), so
 /// the caller learns exactly that, with the code the failure would have had.

@@ -85,6 +85,8 @@ pub fn facade_options(upstream_url: &str, api_key: &str) -> ServerOptions {
         watch: WatchConfig::default(),
         public_url: None,
         sandbox: None,
+        max_in_flight: 1024,
+        shutdown_grace: Duration::from_secs(5),
     }
 }
 
