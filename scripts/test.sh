@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every test, doing all its own set-up (the command for the README and for CI):
+# tools, formatting, lints, proto lint, cargo tests, then the end-to-end scripts against the
+# debug binary. Stops at the first failing step and says which; prints each step's time.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+tools="$root/.tools"
+py="$tools/venv/bin/python"
+bin="$root/target/debug/verif8-grpc"
+
+steps=()   # "name seconds" of each finished step, for the summary
+total_steps=9
+n=0
+
+summary() {
+  echo
+  echo "step timings:"
+  for s in "${steps[@]}"; do printf '  %-28s %6ss\n' "${s% *}" "${s##* }"; done
+}
+
+# step NAME CMD...: runs one step; on failure names it, shows the timings so far and exits.
+step() {
+  local name="$1"; shift
+  n=$((n + 1))
+  echo
+  echo "==> [$n/$total_steps] $name: $*"
+  local start=$SECONDS rc=0
+  "$@" || rc=$?
+  steps+=("$name $((SECONDS - start))")
+  if [[ $rc -ne 0 ]]; then
+    summary
+    echo
+    echo "test.sh: FAILED at step '$name' (exit $rc): $*" >&2
+    exit "$rc"
+  fi
+}
+
+step setup-tools        scripts/setup-tools.sh
+step fmt                cargo fmt --all -- --check
+step clippy             cargo clippy --all-targets -- -D warnings
+step buf-lint           "$tools/bin/buf" lint
+step cargo-test         cargo test --all-targets
+# Usually a no-op (cargo test already built it), but the e2e steps must not depend on that.
+step build-binary       cargo build --bin verif8-grpc
+step e2e-grpcurl        "$py" tests/e2e/grpcurl_walkthrough.py --bin "$bin" --grpcurl "$tools/bin/grpcurl"
+step e2e-python-client  "$py" tests/e2e/python_client.py --bin "$bin"
+step e2e-conformance    "$py" tests/e2e/conformance.py --bin "$bin" --grpcurl "$tools/bin/grpcurl" \
+                          --prism "$tools/bin/prism"
+
+summary
+echo "steps: $n passed, 0 failed"
