@@ -8,7 +8,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 tools="$root/.tools"
 py="$tools/venv/bin/python"
-bin="$root/target/debug/verif8-grpc"
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/verif8-grpc"
 
 steps=()   # "name seconds" of each finished step, for the summary
 total_steps=9
