@@ -112,6 +112,14 @@ pub struct ServeArgs {
     #[arg(long, env = "VERIF8_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// How long a StartVerification answer is kept for retries with its request_id.
+    #[arg(long, env = "VERIF8_IDEMPOTENCY_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub idempotency_ttl: Duration,
+
+    /// Most request_ids remembered at once; the oldest answers go first.
+    #[arg(long, env = "VERIF8_IDEMPOTENCY_CAPACITY", default_value_t = 100_000)]
+    pub idempotency_capacity: usize,
+
     /// Where the embedded sandbox listens (sandbox mode only); port 0 picks one.
     #[arg(long, env = "VERIF8_SANDBOX_LISTEN", default_value = "127.0.0.1:0")]
     pub sandbox_listen: SocketAddr,

@@ -1,6 +1,7 @@
 pub mod api;
 pub mod callbacks;
 pub mod config;
+pub mod idempotency;
 pub mod pb;
 pub mod sandbox;
 pub mod server;

@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use verif8_grpc::config::{Cli, Command, LogFormat, UpstreamChoice};
+use verif8_grpc::idempotency::MemoryStore;
 use verif8_grpc::sandbox::{Sandbox, SandboxConfig};
 use verif8_grpc::server::{self, BoxError, ServerOptions};
 use verif8_grpc::upstream::{ApiKeys, UpstreamConfig};
@@ -91,6 +92,10 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
         sandbox,
         max_in_flight: args.max_in_flight,
         shutdown_grace: args.shutdown_grace,
+        idempotency: Arc::new(MemoryStore::new(
+            args.idempotency_ttl,
+            args.idempotency_capacity,
+        )),
     };
     server::serve(listener, http, options, shutdown_signal()).await?;
     tracing::info!("stopped");

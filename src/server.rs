@@ -13,6 +13,7 @@ use url::Url;
 
 use crate::api::{SandboxApi, VerificationApi};
 use crate::callbacks::{self, CallbackTokens};
+use crate::idempotency::IdempotencyStore;
 use crate::pb;
 use crate::pb::v1::sandbox_service_server::SandboxServiceServer;
 use crate::pb::v1::verification_service_server::VerificationServiceServer;
@@ -32,6 +33,8 @@ pub struct ServerOptions {
     pub max_in_flight: usize,
     /// How long in-flight calls may finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Where StartVerification answers are kept by request_id.
+    pub idempotency: Arc<dyn IdempotencyStore>,
 }
 
 /// HTTP/2 settings, chosen for a service behind a mesh or load balancer:
@@ -67,6 +70,7 @@ pub async fn serve(
         hub.clone(),
         callbacks.clone(),
         options.max_in_flight,
+        options.idempotency,
     );
 
     let (health, health_service) = tonic_health::server::health_reporter();

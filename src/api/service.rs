@@ -4,6 +4,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prost::Message;
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use tokio_stream::Stream;
@@ -12,6 +14,7 @@ use tonic::{Request, Response, Status};
 use super::resend_hints::ResendHints;
 use super::{convert, deadline, observe, status, validate, watch_stream};
 use crate::callbacks::CallbackTokens;
+use crate::idempotency::{Claim, IdempotencyStore};
 use crate::pb::v1 as pb;
 use crate::pb::v1::verification_service_server::VerificationService;
 use crate::upstream::{CallPolicy, SessionInfo, UpstreamClient};
@@ -26,6 +29,7 @@ pub struct VerificationApi {
     callbacks: Option<Arc<CallbackTokens>>,
     /// Bounds RPCs in flight: beyond it requests are shed at once.
     in_flight: Arc<Semaphore>,
+    idempotency: Arc<dyn IdempotencyStore>,
 }
 
 impl VerificationApi {
@@ -35,6 +39,7 @@ impl VerificationApi {
         hub: Hub,
         callbacks: Option<Arc<CallbackTokens>>,
         max_in_flight: usize,
+        idempotency: Arc<dyn IdempotencyStore>,
     ) -> Arc<Self> {
         Arc::new(VerificationApi {
             upstream,
@@ -43,6 +48,7 @@ impl VerificationApi {
             hub,
             callbacks,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            idempotency,
         })
     }
 
@@ -75,12 +81,46 @@ impl VerificationApi {
         self.default_subaccount.as_deref()
     }
 
+    /// StartVerification, answered from the idempotency store when the
+    /// caller sent a request_id it used before.
     async fn start(
-        &self,
+        self: &Arc<Self>,
         request: pb::StartVerificationRequest,
         deadline: Option<Duration>,
     ) -> Result<pb::StartVerificationResponse, Status> {
-        let (subaccount, mut body) = validate::start_request(&request, self.default_subaccount())?;
+        let (subaccount, body) = validate::start_request(&request, self.default_subaccount())?;
+        if request.request_id.is_empty() {
+            return self.send_start(subaccount, body, deadline).await;
+        }
+        let key = format!("{subaccount}/{}", request.request_id);
+        let fingerprint = fingerprint(&subaccount, &request);
+        match self.idempotency.claim(&key, fingerprint).await {
+            Claim::Replay(answer) => pb::StartVerificationResponse::decode(answer.as_slice())
+                .map_err(|_| Status::internal("stored answer unreadable")),
+            Claim::Mismatch => Err(status::request_id_reused()),
+            Claim::Proceed => {
+                // In its own task: a caller that gives up doesn't cancel a
+                // start already on its way to 8x8, whose answer is kept for the retry.
+                let api = self.clone();
+                let started = tokio::spawn(async move {
+                    let answer = api.send_start(subaccount, body, deadline).await;
+                    let encoded = answer.as_ref().ok().map(Message::encode_to_vec);
+                    api.idempotency.finish(&key, encoded).await;
+                    answer
+                });
+                started
+                    .await
+                    .unwrap_or_else(|_| Err(Status::internal("start task failed")))
+            }
+        }
+    }
+
+    async fn send_start(
+        &self,
+        subaccount: String,
+        mut body: crate::upstream::StartRequest,
+        deadline: Option<Duration>,
+    ) -> Result<pb::StartVerificationResponse, Status> {
         let hint_key = format!(
             "{}|{}",
             body.country.as_deref().unwrap_or(""),
@@ -198,6 +238,14 @@ impl VerificationApi {
             .map_err(|e| status::from_upstream(&e, None))?;
         Ok(pb::CheckSmaCoverageResponse { available })
     }
+}
+
+/// Hash of everything a StartVerification asks for, request_id aside.
+fn fingerprint(subaccount: &str, request: &pb::StartVerificationRequest) -> [u8; 32] {
+    let mut payload = request.clone();
+    payload.request_id.clear();
+    payload.subaccount_id = subaccount.to_owned();
+    Sha256::digest(payload.encode_to_vec()).into()
 }
 
 /// Reads are safe to repeat: they retry inside the caller's deadline.

@@ -33,10 +33,14 @@ pub fn error(
 
 /// INVALID_ARGUMENT for input refused locally: nothing went upstream.
 pub fn invalid_request(violations: Vec<FieldViolation>) -> Status {
+    bad_request("INVALID_REQUEST", violations)
+}
+
+fn bad_request(reason: &str, violations: Vec<FieldViolation>) -> Status {
     let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
     let message = format!("invalid request: {}", fields.join(", "));
     let mut details = ErrorDetails::with_bad_request(violations);
-    details.set_error_info("INVALID_REQUEST", DOMAIN, HashMap::new());
+    details.set_error_info(reason, DOMAIN, HashMap::new());
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
@@ -76,6 +80,17 @@ pub fn from_upstream(error: &UpstreamError, resend_hint: Option<Duration>) -> St
             None,
         ),
     }
+}
+
+/// A request_id sent again with a different payload: a caller bug.
+pub fn request_id_reused() -> Status {
+    bad_request(
+        "REQUEST_ID_REUSED",
+        vec![FieldViolation::new(
+            "request_id",
+            "already used with a different request; use a new UUID for a new request",
+        )],
+    )
 }
 
 /// Shed load: too many RPCs in flight on this replica.

@@ -327,6 +327,12 @@ pub fn start_request(
         }
     }
 
+    if !request.request_id.is_empty() && uuid::Uuid::parse_str(&request.request_id).is_err() {
+        v.add(
+            "request_id",
+            "must be a UUID, e.g. 3f2c1a9e-8d4b-4c5e-9f1a-2b3c4d5e6f70",
+        );
+    }
     let body = upstream::StartRequest {
         destination,
         country,

@@ -87,6 +87,10 @@ pub fn facade_options(upstream_url: &str, api_key: &str) -> ServerOptions {
         sandbox: None,
         max_in_flight: 1024,
         shutdown_grace: Duration::from_secs(5),
+        idempotency: std::sync::Arc::new(verif8_grpc::idempotency::MemoryStore::new(
+            Duration::from_secs(24 * 3600),
+            10_000,
+        )),
     }
 }
 
