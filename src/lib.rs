@@ -2,6 +2,7 @@ pub mod api;
 pub mod callbacks;
 pub mod config;
 pub mod idempotency;
+pub mod metrics;
 pub mod pb;
 pub mod sandbox;
 pub mod server;

@@ -120,7 +120,11 @@ pub async fn serve(
         let router = match &callbacks {
             Some(tokens) => callbacks::router(tokens.clone(), hub.clone()),
             None => axum::Router::new(),
-        };
+        }
+        .route(
+            "/metrics",
+            axum::routing::get(|| async { crate::metrics::render() }),
+        );
         let stopping = stopping.clone();
         tokio::spawn(async move {
             axum::serve(listener, router)

@@ -20,5 +20,6 @@ pub async fn rpc<T>(
     };
     let latency_us = started.elapsed().as_micros() as u64;
     span.in_scope(|| tracing::info!(code = ?code, latency_us, "rpc finished"));
+    crate::metrics::rpc(method, code, started.elapsed());
     result
 }

@@ -15,9 +15,10 @@ use super::resend_hints::ResendHints;
 use super::{convert, deadline, observe, status, validate, watch_stream};
 use crate::callbacks::CallbackTokens;
 use crate::idempotency::{Claim, IdempotencyStore};
+use crate::metrics;
 use crate::pb::v1 as pb;
 use crate::pb::v1::verification_service_server::VerificationService;
-use crate::upstream::{CallPolicy, SessionInfo, UpstreamClient};
+use crate::upstream::{CallPolicy, Channel, SessionInfo, SessionStatus, UpstreamClient};
 use crate::watch::{Hub, SessionKey, Source};
 
 pub struct VerificationApi {
@@ -59,10 +60,10 @@ impl VerificationApi {
         call: impl std::future::Future<Output = Result<T, Status>>,
     ) -> Result<Response<T>, Status> {
         let admitted = async {
-            let _slot = self
-                .in_flight
-                .try_acquire()
-                .map_err(|_| status::overloaded())?;
+            let _slot = self.in_flight.try_acquire().map_err(|_| {
+                metrics::shed();
+                status::overloaded()
+            })?;
             call.await
         };
         observe::rpc(method, admitted).await.map(Response::new)
@@ -70,6 +71,9 @@ impl VerificationApi {
 
     /// Write-through: watchers of this session hear about it at once.
     fn publish(&self, subaccount: &str, session: &SessionInfo, source: Source) {
+        if session.status == SessionStatus::Verified {
+            metrics::verified(&session.session_id);
+        }
         let key = SessionKey {
             subaccount: subaccount.to_owned(),
             session_id: session.session_id.clone(),
@@ -148,6 +152,8 @@ impl VerificationApi {
                     };
                     callbacks.bind(token, key);
                 }
+                let channel = body.channel.unwrap_or(Channel::Sms);
+                metrics::started(&session.session_id, channel.as_str());
                 self.publish(&subaccount, &session, Source::Start);
                 Ok(pb::StartVerificationResponse {
                     session: Some(convert::session(&subaccount, &session)),

@@ -9,6 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tonic::{Code, Status};
 
 use super::{convert, status};
+use crate::metrics;
 use crate::pb::v1 as pb;
 use crate::watch::{Observation, Source, WatchEnd, WatchState};
 
@@ -37,6 +38,7 @@ struct Watcher {
     last_sent: Option<std::sync::Arc<Observation>>,
     done: bool,
     _slot: OwnedSemaphorePermit,
+    _counted: metrics::WatchStreamGuard,
 }
 
 pub fn stream(
@@ -53,6 +55,7 @@ pub fn stream(
         last_sent: None,
         done: false,
         _slot: slot,
+        _counted: metrics::WatchStreamGuard::open(),
     };
     let first = Some(snapshot);
     futures_util::stream::unfold((watcher, first), |(mut watcher, first)| async move {

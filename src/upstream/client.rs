@@ -13,6 +13,7 @@ use super::config::{ApiKeys, UpstreamConfig};
 use super::error::{ApiError, UpstreamError};
 use super::session::SessionInfo;
 use super::wire::{CoverageBody, SmaCoverageRequest, StartRequest};
+use crate::metrics;
 
 /// 8x8's answers are a few hundred bytes; anything far larger is refused
 /// rather than buffered.
@@ -76,7 +77,14 @@ impl UpstreamClient {
             retry: false,
         };
         let body = self
-            .send(subaccount, Method::POST, url, Some(request), policy)
+            .send(
+                "start",
+                subaccount,
+                Method::POST,
+                url,
+                Some(request),
+                policy,
+            )
             .await?;
         SessionInfo::from_json(&body, None).map_err(UpstreamError::Malformed)
     }
@@ -90,7 +98,7 @@ impl UpstreamClient {
     ) -> Result<SessionInfo, UpstreamError> {
         let url = self.session_url(subaccount, session_id);
         let body = self
-            .send::<()>(subaccount, Method::GET, url, None, policy)
+            .send::<()>("get_session", subaccount, Method::GET, url, None, policy)
             .await?;
         SessionInfo::from_json(&body, Some(session_id)).map_err(UpstreamError::Malformed)
     }
@@ -111,7 +119,7 @@ impl UpstreamClient {
             retry: false,
         };
         let body = self
-            .send::<()>(subaccount, Method::GET, url, None, policy)
+            .send::<()>("check_code", subaccount, Method::GET, url, None, policy)
             .await?;
         SessionInfo::from_json(&body, Some(session_id)).map_err(UpstreamError::Malformed)
     }
@@ -125,7 +133,14 @@ impl UpstreamClient {
     ) -> Result<bool, UpstreamError> {
         let url = self.url(&["api", "v2", "subaccounts", subaccount, "sma", "coverage"]);
         let body = self
-            .send(subaccount, Method::POST, url, Some(request), policy)
+            .send(
+                "sma_coverage",
+                subaccount,
+                Method::POST,
+                url,
+                Some(request),
+                policy,
+            )
             .await?;
         let coverage: CoverageBody = serde_json::from_slice(&body)
             .map_err(|e| UpstreamError::Malformed(format!("coverage JSON: {e}")))?;
@@ -158,6 +173,7 @@ impl UpstreamClient {
     /// Sends, retrying per `policy` inside its time budget.
     async fn send<B: Serialize>(
         &self,
+        endpoint: &'static str,
         subaccount: &str,
         method: Method,
         url: Url,
@@ -176,7 +192,14 @@ impl UpstreamClient {
                 return Err(UpstreamError::Timeout);
             }
             let result = self
-                .send_once(subaccount, method.clone(), url.clone(), body, left)
+                .send_once(
+                    endpoint,
+                    subaccount,
+                    method.clone(),
+                    url.clone(),
+                    body,
+                    left,
+                )
                 .await;
             let error = match result {
                 Ok(body) => return Ok(body),
@@ -190,12 +213,14 @@ impl UpstreamClient {
                 return Err(error);
             }
             tracing::debug!(tries, ?delay, %error, "retrying 8x8 call");
+            metrics::upstream_retry(endpoint);
             tokio::time::sleep(delay).await;
         }
     }
 
     async fn send_once<B: Serialize>(
         &self,
+        endpoint: &'static str,
         subaccount: &str,
         method: Method,
         url: Url,
@@ -215,7 +240,14 @@ impl UpstreamClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let mut response = request.send().await.map_err(UpstreamError::from_reqwest)?;
+        let sent = std::time::Instant::now();
+        let answer = request.send().await;
+        metrics::upstream_call(
+            endpoint,
+            answer.as_ref().ok().map(|r| r.status().as_u16()),
+            sent.elapsed(),
+        );
+        let mut response = answer.map_err(UpstreamError::from_reqwest)?;
         let status = response.status();
         tracing::Span::current().record("upstream_status", status.as_u16());
         let retry_after = retry_after(response.headers());

@@ -13,6 +13,19 @@ pub enum Channel {
     Sma,
 }
 
+impl Channel {
+    /// 8x8's name of the channel.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Call => "call",
+            Channel::Whatsapp => "whatsapp",
+            Channel::Viber => "viber",
+            Channel::Sma => "sma",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CodeType {

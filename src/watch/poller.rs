@@ -29,12 +29,16 @@ pub(super) async fn run(shared: Arc<Shared>, key: SessionKey, entry: Arc<Entry>)
         }
 
         let writes_before = entry.writes.load(std::sync::atomic::Ordering::Acquire);
+        crate::metrics::poll();
         match shared
             .upstream
             .get_session(&key.subaccount, &key.session_id, CallPolicy::default())
             .await
         {
             Ok(session) => {
+                if session.status == SessionStatus::Verified {
+                    crate::metrics::verified(&session.session_id);
+                }
                 failures = 0;
                 failing_since = None;
                 // A write-through during the poll is newer than this answer.

@@ -1,0 +1,229 @@
+//! Prometheus metrics, served at `/metrics` on the HTTP listener. One
+//! process-wide registry: every part of the service records into it.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: &'static str,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    endpoint: &'static str,
+    /// HTTP status, or "error" when no answer came.
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabel {
+    endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabel {
+    channel: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// 100 µs to ~13 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+struct Metrics {
+    registry: Registry,
+    rpcs: Family<RpcLabels, Counter>,
+    rpc_seconds: Histograms<MethodLabel>,
+    upstream_calls: Family<UpstreamLabels, Counter>,
+    upstream_seconds: Histograms<EndpointLabel>,
+    upstream_retries: Family<EndpointLabel, Counter>,
+    shed: Counter,
+    watch_streams: Gauge,
+    polls: Counter,
+    started: Family<ChannelLabel, Counter>,
+    verified: Family<ChannelLabel, Counter>,
+    /// Channel of each session started here and not yet seen VERIFIED.
+    pending_channels: Mutex<HashMap<String, &'static str>>,
+}
+
+/// Sessions remembered for the conversion count; past it the oldest are forgotten.
+const PENDING_CAPACITY: usize = 100_000;
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let mut registry = Registry::with_prefix("verif8");
+    let metrics = Metrics {
+        rpcs: Family::default(),
+        rpc_seconds: Family::new_with_constructor(latency_histogram),
+        upstream_calls: Family::default(),
+        upstream_seconds: Family::new_with_constructor(latency_histogram),
+        upstream_retries: Family::default(),
+        shed: Counter::default(),
+        watch_streams: Gauge::default(),
+        polls: Counter::default(),
+        started: Family::default(),
+        verified: Family::default(),
+        pending_channels: Mutex::new(HashMap::new()),
+        registry: Registry::default(),
+    };
+    registry.register(
+        "rpcs",
+        "RPCs answered, by method and gRPC code",
+        metrics.rpcs.clone(),
+    );
+    registry.register("rpc_seconds", "RPC latency", metrics.rpc_seconds.clone());
+    registry.register(
+        "upstream_calls",
+        "Calls to 8x8, by endpoint and HTTP status",
+        metrics.upstream_calls.clone(),
+    );
+    registry.register(
+        "upstream_seconds",
+        "8x8 call latency",
+        metrics.upstream_seconds.clone(),
+    );
+    registry.register(
+        "upstream_retries",
+        "Retried 8x8 calls",
+        metrics.upstream_retries.clone(),
+    );
+    registry.register(
+        "shed",
+        "RPCs shed past the in-flight limit",
+        metrics.shed.clone(),
+    );
+    registry.register(
+        "watch_streams",
+        "Open WatchSession streams",
+        metrics.watch_streams.clone(),
+    );
+    registry.register(
+        "polls",
+        "Status polls of watched sessions",
+        metrics.polls.clone(),
+    );
+    registry.register(
+        "verifications_started",
+        "Verifications started, by channel",
+        metrics.started.clone(),
+    );
+    registry.register(
+        "verifications_verified",
+        "Verifications started here and seen VERIFIED, by channel",
+        metrics.verified.clone(),
+    );
+    Metrics {
+        registry,
+        ..metrics
+    }
+});
+
+pub fn rpc(method: &'static str, code: tonic::Code, latency: Duration) {
+    let code = format!("{code:?}");
+    METRICS
+        .rpcs
+        .get_or_create(&RpcLabels { method, code })
+        .inc();
+    METRICS
+        .rpc_seconds
+        .get_or_create(&MethodLabel { method })
+        .observe(latency.as_secs_f64());
+}
+
+pub fn upstream_call(endpoint: &'static str, status: Option<u16>, latency: Duration) {
+    let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+    METRICS
+        .upstream_calls
+        .get_or_create(&UpstreamLabels { endpoint, status })
+        .inc();
+    METRICS
+        .upstream_seconds
+        .get_or_create(&EndpointLabel { endpoint })
+        .observe(latency.as_secs_f64());
+}
+
+pub fn upstream_retry(endpoint: &'static str) {
+    METRICS
+        .upstream_retries
+        .get_or_create(&EndpointLabel { endpoint })
+        .inc();
+}
+
+pub fn shed() {
+    METRICS.shed.inc();
+}
+
+pub fn poll() {
+    METRICS.polls.inc();
+}
+
+/// Counts an open watch stream for as long as the guard lives.
+pub struct WatchStreamGuard(());
+
+impl WatchStreamGuard {
+    pub fn open() -> Self {
+        METRICS.watch_streams.inc();
+        WatchStreamGuard(())
+    }
+}
+
+impl Drop for WatchStreamGuard {
+    fn drop(&mut self) {
+        METRICS.watch_streams.dec();
+    }
+}
+
+/// A verification started here through `channel`.
+pub fn started(session_id: &str, channel: &'static str) {
+    METRICS
+        .started
+        .get_or_create(&ChannelLabel { channel })
+        .inc();
+    let mut pending = METRICS
+        .pending_channels
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if pending.len() >= PENDING_CAPACITY {
+        pending.clear();
+    }
+    pending.insert(session_id.to_owned(), channel);
+}
+
+/// A session seen VERIFIED: counted once, under the channel it started with.
+pub fn verified(session_id: &str) {
+    let channel = METRICS
+        .pending_channels
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(session_id);
+    if let Some(channel) = channel {
+        METRICS
+            .verified
+            .get_or_create(&ChannelLabel { channel })
+            .inc();
+    }
+}
+
+/// The registry in Prometheus' text format.
+pub fn render() -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &METRICS.registry);
+    text
+}
