@@ -9,6 +9,8 @@ mod sandbox_service;
 mod service;
 pub mod status;
 mod validate;
+#[cfg(test)]
+mod validate_props;
 mod watch_stream;
 
 pub use sandbox_service::SandboxApi;

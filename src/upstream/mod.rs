@@ -4,6 +4,8 @@
 mod client;
 mod config;
 mod error;
+#[cfg(test)]
+mod parse_props;
 mod session;
 mod wire;
 
