@@ -279,3 +279,43 @@ async fn error_pages_without_8x8_bodies_keep_the_http_status() {
     assert_eq!(metadata(&status, "http_status").as_deref(), Some("502"));
     assert_eq!(metadata(&status, "upstream_code"), None);
 }
+
+#[tokio::test]
+async fn a_10_mb_answer_is_refused_not_buffered() {
+    // A JSON string 10 MB long: valid JSON, absurd size.
+    let huge: &'static str =
+        Box::leak(format!("\"{}\"", "x".repeat(10 * 1024 * 1024)).into_boxed_str());
+    let url = raw_upstream(200, "application/json", huge).await;
+    let (addr, _stop) = common::spawn_facade(common::facade_options(&url, "k")).await;
+    let status = common::connect(addr)
+        .await
+        .get_session(pb::GetSessionRequest {
+            session_id: "abc".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Internal);
+    assert_eq!(reason(&status), "UPSTREAM_BAD_RESPONSE");
+}
+
+#[tokio::test]
+async fn the_content_type_is_not_trusted_the_body_is_read() {
+    // 8x8's JSON under a wrong content type is still 8x8's JSON.
+    let body = r#"{"sessionId":"abc","status":"WAITING","attempt":0,"destination":"6598765432"}"#;
+    let url = raw_upstream(200, "text/plain", body).await;
+    let (addr, _stop) = common::spawn_facade(common::facade_options(&url, "k")).await;
+    let session = common::connect(addr)
+        .await
+        .get_session(pb::GetSessionRequest {
+            session_id: "abc".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("read despite the content type")
+        .into_inner()
+        .session
+        .unwrap();
+    assert_eq!(session.destination, "+6598765432");
+    assert_eq!(session.status(), pb::SessionStatus::Waiting);
+}
