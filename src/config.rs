@@ -71,7 +71,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VERIF8_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
 
-    /// Address of the HTTP listener (callback hints). Unset: no HTTP listener.
+    /// Address of the HTTP listener (/metrics, callback hints). Unset: no HTTP listener.
     #[arg(long, env = "VERIF8_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
 

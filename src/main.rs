@@ -79,7 +79,7 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
     let http = match args.http_listen {
         Some(addr) => {
             let http = TcpListener::bind(addr).await?;
-            tracing::info!(listen = %http.local_addr()?, "HTTP listener (callback hints)");
+            tracing::info!(listen = %http.local_addr()?, "HTTP listener (/metrics, callback hints)");
             Some(http)
         }
         None => None,
