@@ -8,3 +8,4 @@ pub mod sandbox;
 pub mod server;
 pub mod upstream;
 pub mod watch;
+pub mod codec;
