@@ -2,7 +2,9 @@
 //!
 //! Formatting characters (spaces, brackets, dashes, dots) are dropped. A leading `+` marks an
 //! international number. Otherwise, when `country` is given, the number is national: its
-//! leading zeros are dropped and the country's dialling code is prepended. Without `country`
+//! leading zeros are dropped and the country's dialling code is prepended, unless the digits
+//! already start with that code and are long enough to hold a national number after it (8x8's
+//! tutorial sends `6598765432` with country `SG` and gets `+6598765432`). Without `country`
 //! the digits are taken as international without `+`. The result must be 8–15 digits that do
 //! not start with 0 (E.164), else 8x8 answers code 1002.
 
@@ -101,7 +103,13 @@ pub fn normalise(destination: &str, country: Option<&str>) -> Result<String, Pho
         if !all_digits(&cleaned) {
             return Err(PhoneError::InvalidMsisdn);
         }
-        format!("{prefix}{}", cleaned.trim_start_matches('0'))
+        let national = cleaned.trim_start_matches('0');
+        // Already international: the code plus at least a short national number.
+        if national.starts_with(prefix) && national.len() >= prefix.len() + 8 {
+            national.to_owned()
+        } else {
+            format!("{prefix}{national}")
+        }
     } else {
         cleaned
     };
@@ -141,6 +149,14 @@ mod tests {
             normalise("0812-3456-789", Some("ID")).unwrap(),
             "628123456789"
         );
+    }
+
+    #[test]
+    fn national_format_that_already_holds_the_country_code() {
+        assert_eq!(normalise("6598765432", Some("SG")).unwrap(), "6598765432");
+        assert_eq!(normalise("14155550123", Some("US")).unwrap(), "14155550123");
+        // Too short to be code + number: a national number that starts like the code.
+        assert_eq!(normalise("65123456", Some("SG")).unwrap(), "6565123456");
     }
 
     #[test]
