@@ -104,9 +104,11 @@ class Proc:
             except subprocess.TimeoutExpired:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait()
-        if dump_log:
+        if dump_log:  # keep the log for a post-mortem
             tail = "\n".join(self.text().splitlines()[-60:])
             print(f"\n--- last lines of {self.name} log ({self.log.name}) ---\n{tail}", file=sys.stderr)
+        elif os.path.exists(self.log.name):  # stop() may be called twice
+            os.unlink(self.log.name)
 
 
 def clean_env(**extra):
