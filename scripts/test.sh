@@ -39,11 +39,11 @@ step() {
 
 step setup-tools        scripts/setup-tools.sh
 step fmt                cargo fmt --all -- --check
-step clippy             cargo clippy --all-targets -- -D warnings
+step clippy             cargo clippy --locked --all-targets -- -D warnings
 step buf-lint           "$tools/bin/buf" lint
-step cargo-test         cargo test --all-targets
+step cargo-test         cargo test --locked --all-targets
 # Usually a no-op (cargo test already built it), but the e2e steps must not depend on that.
-step build-binary       cargo build --bin verif8-grpc
+step build-binary       cargo build --locked --bin verif8-grpc
 step e2e-grpcurl        "$py" tests/e2e/grpcurl_walkthrough.py --bin "$bin" --grpcurl "$tools/bin/grpcurl"
 step e2e-python-client  "$py" tests/e2e/python_client.py --bin "$bin"
 step e2e-conformance    "$py" tests/e2e/conformance.py --bin "$bin" --grpcurl "$tools/bin/grpcurl" \
