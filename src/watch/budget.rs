@@ -1,16 +1,42 @@
 //! Upstream poll budget: at most `rate` polls per second per subaccount,
-//! however many sessions are watched. A poll reserves the next free slot and
-//! waits for it, so intervals stretch instead of the budget being exceeded.
+//! however many sessions are watched. Polls queue for a grant from the
+//! subaccount's ticker, which hands out one grant per `1/rate`; when many
+//! sessions are watched, intervals stretch instead of the budget being
+//! exceeded. Prompt reads (a new watcher's snapshot, a callback hint, the
+//! expiry check) go before routine polls, so a newcomer isn't stuck behind
+//! thousands of them.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::sync::{Notify, oneshot};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// Someone is waiting for this read right now.
+    Prompt,
+    /// A scheduled poll.
+    Routine,
+}
 
 pub struct PollBudget {
     spacing: Duration,
-    next_free: Mutex<HashMap<String, Instant>>,
+    queues: Mutex<HashMap<String, Arc<Queue>>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Mutex<BinaryHeap<Waiter>>,
+    arrived: Notify,
+}
+
+struct Waiter {
+    priority: Priority,
+    /// Arrival order within a priority.
+    ticket: u64,
+    grant: oneshot::Sender<()>,
 }
 
 impl PollBudget {
@@ -18,49 +44,152 @@ impl PollBudget {
     pub fn new(rate: f64) -> Self {
         PollBudget {
             spacing: Duration::from_secs_f64(1.0 / rate.max(0.001)),
-            next_free: Mutex::new(HashMap::new()),
+            queues: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Reserves a poll slot for `subaccount`: the instant the poll may go.
-    /// Slots are `1/rate` apart, so any window of length T holds at most
-    /// `T·rate + 1` polls.
-    pub fn reserve(&self, subaccount: &str) -> Instant {
-        let now = Instant::now();
-        let mut next_free = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
-        if next_free.len() > 10_000 {
-            // Forget subaccounts whose slots are all in the past.
-            next_free.retain(|_, at| *at > now);
+    /// Waits for this subaccount's next poll grant.
+    pub async fn acquire(&self, subaccount: &str, priority: Priority) {
+        let queue = self.queue(subaccount);
+        let (grant, granted) = oneshot::channel();
+        {
+            let mut waiting = queue.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            waiting.push(Waiter {
+                priority,
+                ticket: next_ticket(),
+                grant,
+            });
         }
-        let slot = next_free
-            .get(subaccount)
-            .copied()
-            .filter(|at| *at > now)
-            .unwrap_or(now);
-        next_free.insert(subaccount.to_owned(), slot + self.spacing);
-        slot
+        queue.arrived.notify_one();
+        // The ticker lives as long as the queue: it always answers.
+        let _ = granted.await;
+    }
+
+    fn queue(&self, subaccount: &str) -> Arc<Queue> {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(queue) = queues.get(subaccount) {
+            return queue.clone();
+        }
+        let queue = Arc::new(Queue::default());
+        queues.insert(subaccount.to_owned(), queue.clone());
+        tokio::spawn(tick(queue.clone(), self.spacing));
+        queue
     }
 }
+
+/// Grants one waiter per `spacing`; a waiter that gave up costs no time.
+async fn tick(queue: Arc<Queue>, spacing: Duration) {
+    loop {
+        let next = queue
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        match next {
+            None => queue.arrived.notified().await,
+            Some(waiter) => {
+                if waiter.grant.send(()).is_ok() {
+                    tokio::time::sleep(spacing).await;
+                }
+            }
+        }
+    }
+}
+
+/// A process-wide arrival counter keeps FIFO order within a priority.
+fn next_ticket() -> u64 {
+    static TICKETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    TICKETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+// BinaryHeap pops the greatest: Prompt before Routine, then the earliest ticket.
+impl Ord for Waiter {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .priority
+            .cmp(&self.priority)
+            .then(other.ticket.cmp(&self.ticket))
+    }
+}
+
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Waiter {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
+
+    /// Acquires in a task and reports when (relative to `start`) it was granted.
+    fn spawn_acquire(
+        budget: &Arc<PollBudget>,
+        subaccount: &'static str,
+        priority: Priority,
+        start: Instant,
+    ) -> tokio::task::JoinHandle<Duration> {
+        let budget = budget.clone();
+        tokio::spawn(async move {
+            budget.acquire(subaccount, priority).await;
+            start.elapsed()
+        })
+    }
 
     #[tokio::test(start_paused = true)]
-    async fn slots_are_spaced_per_subaccount() {
-        let budget = PollBudget::new(10.0);
+    async fn grants_are_spaced_per_subaccount() {
+        let budget = Arc::new(PollBudget::new(10.0));
         let start = Instant::now();
-        let slots: Vec<_> = (0..5).map(|_| budget.reserve("a") - start).collect();
-        let expected: Vec<_> = (0..5).map(|i| Duration::from_millis(100 * i)).collect();
-        assert_eq!(slots, expected);
-        // Another subaccount has its own budget.
-        assert_eq!(budget.reserve("b"), start);
-        // Slots in the past don't accumulate credit.
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(budget.reserve("a"), Instant::now());
-        assert_eq!(
-            budget.reserve("a"),
-            Instant::now() + Duration::from_millis(100)
-        );
+        let polls: Vec<_> = (0..5)
+            .map(|_| spawn_acquire(&budget, "a", Priority::Routine, start))
+            .collect();
+        let other = spawn_acquire(&budget, "b", Priority::Routine, start);
+        let mut granted = Vec::new();
+        for poll in polls {
+            granted.push(poll.await.unwrap().as_millis());
+        }
+        assert_eq!(granted, [0, 100, 200, 300, 400]);
+        assert_eq!(other.await.unwrap(), Duration::ZERO, "b has its own budget");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prompt_reads_go_before_routine_polls() {
+        let budget = Arc::new(PollBudget::new(10.0));
+        let start = Instant::now();
+        let routine: Vec<_> = (0..3)
+            .map(|_| spawn_acquire(&budget, "a", Priority::Routine, start))
+            .collect();
+        tokio::task::yield_now().await;
+        let prompt = spawn_acquire(&budget, "a", Priority::Prompt, start);
+        let prompt_at = prompt.await.unwrap().as_millis();
+        let mut routine_at = Vec::new();
+        for poll in routine {
+            routine_at.push(poll.await.unwrap().as_millis());
+        }
+        // The first routine poll was already granted at 0; the prompt one is next.
+        assert_eq!(prompt_at, 100);
+        assert_eq!(routine_at, [0, 200, 300]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_gave_up_costs_no_slot() {
+        let budget = Arc::new(PollBudget::new(10.0));
+        let start = Instant::now();
+        let first = spawn_acquire(&budget, "a", Priority::Routine, start);
+        let abandoned = spawn_acquire(&budget, "a", Priority::Routine, start);
+        let last = spawn_acquire(&budget, "a", Priority::Routine, start);
+        tokio::task::yield_now().await;
+        abandoned.abort();
+        assert_eq!(first.await.unwrap(), Duration::ZERO);
+        assert_eq!(last.await.unwrap().as_millis(), 100);
     }
 }

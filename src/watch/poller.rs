@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::time::{Instant, sleep_until};
 
+use super::budget::Priority;
 use super::hub::{Entry, Observation, SessionKey, Shared, Source, WatchEnd, WatchState, apply};
 use crate::upstream::{CallPolicy, SessionStatus, UpstreamError};
 
@@ -18,10 +19,13 @@ pub(super) async fn run(shared: Arc<Shared>, key: SessionKey, entry: Arc<Entry>)
     let mut failing_since: Option<Instant> = None;
     let mut source = Source::Poll;
     loop {
-        // Wait for the budget's slot (the first read waits only for that).
-        let slot = shared.budget.reserve(&key.subaccount);
+        // Wait for the budget's grant; someone waits on all but routine polls.
+        let priority = match (first_read_pending(&entry), source) {
+            (false, Source::Poll) => Priority::Routine,
+            _ => Priority::Prompt,
+        };
         tokio::select! {
-            _ = sleep_until(slot) => {}
+            _ = shared.budget.acquire(&key.subaccount, priority) => {}
             _ = entry.state.closed() => {
                 if shared.retire(&key, &entry, false) { return; }
                 continue;
