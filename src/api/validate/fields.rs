@@ -1,34 +1,12 @@
-//! Every limit 8x8 documents, checked before anything is sent upstream. Each
-//! check records a field violation instead of stopping, so a caller learns
-//! about every bad field at once.
+//! One check per field: each records a violation (and returns what 8x8
+//! should be sent) instead of stopping at the first problem.
 
 use std::net::IpAddr;
 
-use tonic::Status;
-use tonic_types::FieldViolation;
-
-use super::languages::LANGUAGES;
-use super::status;
+use super::Violations;
+use crate::api::languages::LANGUAGES;
 use crate::pb::v1 as pb;
 use crate::upstream::{self, ChannelOptions};
-
-#[derive(Default)]
-pub struct Violations(Vec<FieldViolation>);
-
-impl Violations {
-    pub fn add(&mut self, field: &str, description: impl Into<String>) {
-        self.0.push(FieldViolation::new(field, description));
-    }
-
-    /// `value` when nothing was wrong, else INVALID_ARGUMENT with every violation.
-    pub fn finish<T>(self, value: T) -> Result<T, Status> {
-        if self.0.is_empty() {
-            Ok(value)
-        } else {
-            Err(status::invalid_request(self.0))
-        }
-    }
-}
 
 /// A subaccount ID: `^[A-Za-z0-9\-._&]{3,50}$`, or the server's default when empty.
 pub fn subaccount(v: &mut Violations, value: &str, default: Option<&str>) -> String {
@@ -79,7 +57,7 @@ pub fn code(v: &mut Violations, value: &str) {
 }
 
 /// ISO 3166 alpha-2, sent upper-case. Empty stays unset.
-fn country(v: &mut Violations, field: &str, value: &str) -> Option<String> {
+pub(super) fn country(v: &mut Violations, field: &str, value: &str) -> Option<String> {
     if value.is_empty() {
         return None;
     }
@@ -93,7 +71,12 @@ fn country(v: &mut Violations, field: &str, value: &str) -> Option<String> {
 /// A phone number in international format (country code first, optional
 /// `+`) or national format (needs `country`). Formatting characters are
 /// dropped, as 8x8 would drop them.
-fn destination(v: &mut Violations, field: &str, value: &str, has_country: bool) -> String {
+pub(super) fn destination(
+    v: &mut Violations,
+    field: &str,
+    value: &str,
+    has_country: bool,
+) -> String {
     if value.trim().is_empty() {
         v.add(field, "required");
         return String::new();
@@ -121,7 +104,12 @@ fn destination(v: &mut Violations, field: &str, value: &str, has_country: bool) 
     format!("{plus}{digits}")
 }
 
-fn optional_text(v: &mut Violations, field: &str, value: &str, max_chars: usize) -> Option<String> {
+pub(super) fn optional_text(
+    v: &mut Violations,
+    field: &str,
+    value: &str,
+    max_chars: usize,
+) -> Option<String> {
     if value.is_empty() {
         return None;
     }
@@ -132,7 +120,7 @@ fn optional_text(v: &mut Violations, field: &str, value: &str, max_chars: usize)
 }
 
 /// A Duration in whole seconds within `min..=max`; unset stays unset.
-fn seconds(
+pub(super) fn seconds(
     v: &mut Violations,
     field: &str,
     value: Option<&prost_types::Duration>,
@@ -150,7 +138,7 @@ fn seconds(
     u32::try_from(value.seconds).ok()
 }
 
-fn client_ip(v: &mut Violations, field: &str, value: &str) -> Option<String> {
+pub(super) fn client_ip(v: &mut Violations, field: &str, value: &str) -> Option<String> {
     if value.is_empty() {
         return None;
     }
@@ -163,7 +151,7 @@ fn client_ip(v: &mut Violations, field: &str, value: &str) -> Option<String> {
     }
 }
 
-fn callback_url(v: &mut Violations, value: &str) -> Option<String> {
+pub(super) fn callback_url(v: &mut Violations, value: &str) -> Option<String> {
     if value.is_empty() {
         return None;
     }
@@ -178,7 +166,7 @@ fn callback_url(v: &mut Violations, value: &str) -> Option<String> {
     }
 }
 
-fn language(v: &mut Violations, value: &str) -> Option<String> {
+pub(super) fn language(v: &mut Violations, value: &str) -> Option<String> {
     if value.is_empty() {
         return None;
     }
@@ -196,7 +184,7 @@ fn language(v: &mut Violations, value: &str) -> Option<String> {
 
 /// Sender ID: alphanumeric (ASCII letters, digits, spaces; ≤ 11) or numeric
 /// (digits with an optional leading `+`; ≤ 16 digits).
-fn sms_source(v: &mut Violations, value: &str) -> Option<String> {
+pub(super) fn sms_source(v: &mut Violations, value: &str) -> Option<String> {
     if value.is_empty() {
         return None;
     }
@@ -217,7 +205,7 @@ fn sms_source(v: &mut Violations, value: &str) -> Option<String> {
     Some(value.to_owned())
 }
 
-fn call_options(v: &mut Violations, call: &pb::CallOptions) -> upstream::CallOptions {
+pub(super) fn call_options(v: &mut Violations, call: &pb::CallOptions) -> upstream::CallOptions {
     let speed = (call.speed != 0.0).then_some(call.speed);
     if let Some(speed) = speed {
         let two_decimals = (speed * 100.0 - (speed * 100.0).round()).abs() < 1e-6;
@@ -240,7 +228,7 @@ fn call_options(v: &mut Violations, call: &pb::CallOptions) -> upstream::CallOpt
     }
 }
 
-fn channel_options(
+pub(super) fn channel_options(
     v: &mut Violations,
     channel: pb::Channel,
     options: Option<&pb::start_verification_request::ChannelOptions>,
@@ -276,7 +264,7 @@ fn channel_options(
     Some(match options {
         Options::Sms(sms) => ChannelOptions::Sms(upstream::SmsOptions {
             source: sms_source(v, &sms.source),
-            encoding: super::convert::sms_encoding(v, sms.encoding),
+            encoding: crate::api::convert::sms_encoding(v, sms.encoding),
         }),
         Options::Call(call) => ChannelOptions::Call(call_options(v, call)),
         Options::Whatsapp(whatsapp) => {
@@ -291,146 +279,4 @@ fn channel_options(
             })
         }
     })
-}
-
-/// Checks a StartVerification and builds the body 8x8 expects.
-pub fn start_request(
-    request: &pb::StartVerificationRequest,
-    default_subaccount: Option<&str>,
-) -> Result<(String, upstream::StartRequest), Status> {
-    let mut v = Violations::default();
-    let subaccount = subaccount(&mut v, &request.subaccount_id, default_subaccount);
-    let country = country(&mut v, "country", &request.country);
-    let destination = destination(
-        &mut v,
-        "destination",
-        &request.destination,
-        country.is_some(),
-    );
-    let channel = super::convert::channel(&mut v, request.channel);
-    let channel_kind = pb::Channel::try_from(request.channel).unwrap_or_default();
-
-    let code_length = (request.code_length != 0).then_some(request.code_length);
-    if code_length.is_some_and(|length| !(3..=10).contains(&length)) {
-        v.add("code_length", "must be from 3 to 10");
-    }
-    let template = optional_text(&mut v, "template", &request.template, 1000);
-    if let Some(template) = &template {
-        if !template.contains("{code}") {
-            v.add("template", "must contain the {code} placeholder");
-        }
-        if !matches!(
-            channel_kind,
-            pb::Channel::Unspecified | pb::Channel::Sms | pb::Channel::Call
-        ) {
-            v.add("template", "applies only to channels sms and call");
-        }
-    }
-
-    if !request.request_id.is_empty() && uuid::Uuid::parse_str(&request.request_id).is_err() {
-        v.add(
-            "request_id",
-            "must be a UUID, e.g. 3f2c1a9e-8d4b-4c5e-9f1a-2b3c4d5e6f70",
-        );
-    }
-    let body = upstream::StartRequest {
-        destination,
-        country,
-        channel,
-        brand: optional_text(&mut v, "brand", &request.brand, 30),
-        code_length,
-        code_validity: seconds(
-            &mut v,
-            "code_validity",
-            request.code_validity.as_ref(),
-            30,
-            7200,
-        ),
-        code_type: super::convert::code_type(&mut v, request.code_type),
-        template,
-        language: language(&mut v, &request.language),
-        reset_session: request.reset_session,
-        resending_interval: seconds(
-            &mut v,
-            "resending_interval",
-            request.resending_interval.as_ref(),
-            10,
-            7200,
-        ),
-        callback_url: callback_url(&mut v, &request.callback_url),
-        client_ip: client_ip(&mut v, "client_ip", &request.client_ip),
-        options: channel_options(&mut v, channel_kind, request.channel_options.as_ref()),
-    };
-    v.finish((subaccount, body))
-}
-
-/// Checks a CheckSmaCoverage and builds the body 8x8 expects.
-pub fn sma_coverage_request(
-    request: &pb::CheckSmaCoverageRequest,
-    default_subaccount: Option<&str>,
-) -> Result<(String, upstream::SmaCoverageRequest), Status> {
-    let mut v = Violations::default();
-    let subaccount = subaccount(&mut v, &request.subaccount_id, default_subaccount);
-    if request.client_ip.is_empty() {
-        v.add(
-            "client_ip",
-            "required: the IP of the device's mobile data session",
-        );
-    }
-    let client_ip = client_ip(&mut v, "client_ip", &request.client_ip).unwrap_or_default();
-    let country = country(&mut v, "country", &request.country);
-    let destination = (!request.destination.is_empty()).then(|| {
-        destination(
-            &mut v,
-            "destination",
-            &request.destination,
-            country.is_some(),
-        )
-    });
-    let body = upstream::SmaCoverageRequest {
-        client_ip,
-        destination,
-        country,
-    };
-    v.finish((subaccount, body))
-}
-
-/// Checks the subaccount and session ID every session RPC names.
-pub fn session_ref(
-    subaccount_id: &str,
-    session_id: &str,
-    default_subaccount: Option<&str>,
-) -> Result<String, Status> {
-    let mut v = Violations::default();
-    let subaccount = subaccount(&mut v, subaccount_id, default_subaccount);
-    self::session_id(&mut v, session_id);
-    v.finish(subaccount)
-}
-
-/// Checks a CheckCode request.
-pub fn check_code_request(
-    request: &pb::CheckCodeRequest,
-    default_subaccount: Option<&str>,
-) -> Result<String, Status> {
-    let mut v = Violations::default();
-    let subaccount = subaccount(&mut v, &request.subaccount_id, default_subaccount);
-    session_id(&mut v, &request.session_id);
-    code(&mut v, &request.code);
-    v.finish(subaccount)
-}
-
-/// Checks a WatchSession request; a heartbeat, when asked, is at least 1 s.
-pub fn watch_request(
-    request: &pb::WatchSessionRequest,
-    default_subaccount: Option<&str>,
-) -> Result<String, Status> {
-    let mut v = Violations::default();
-    let subaccount = subaccount(&mut v, &request.subaccount_id, default_subaccount);
-    session_id(&mut v, &request.session_id);
-    if let Some(every) = &request.heartbeat_interval
-        && (every.seconds < 1 || every.seconds > 3600 || every.nanos < 0)
-    {
-        v.add("heartbeat_interval", "must be from 1s to 3600s");
-    }
-    v.finish(subaccount)
 }
