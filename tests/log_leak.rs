@@ -65,22 +65,9 @@ async fn trace_logs_hold_no_secrets() {
     assert_eq!(code.len(), 10);
     let wrong = "WRONGCODE1";
     for attempt in [wrong, code.as_str()] {
-        h.client
-            .check_code(pb::CheckCodeRequest {
-                session_id: session.session_id.clone(),
-                code: attempt.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        h.check(&session.session_id, attempt).await.unwrap();
     }
-    h.client
-        .get_session(pb::GetSessionRequest {
-            session_id: session.session_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    h.get(&session.session_id).await.unwrap();
     // A refused request still echoes nothing of its input into the logs.
     let _ = h
         .client

@@ -51,22 +51,9 @@ async fn metrics_count_rpcs_upstream_calls_watches_and_conversions() {
         "{text}"
     );
 
-    h.client
-        .check_code(pb::CheckCodeRequest {
-            session_id: sms.clone(),
-            code: code.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    h.check(&sms, &code).await.unwrap();
     // Seen VERIFIED again: still one conversion.
-    h.client
-        .get_session(pb::GetSessionRequest {
-            session_id: sms,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    h.get(&sms).await.unwrap();
     assert!(watch.next().await.unwrap().is_ok());
     assert!(watch.next().await.is_none());
     drop(watch);

@@ -14,32 +14,11 @@ async fn get_session_reads_without_code_and_check_code_sends_it() {
     assert_eq!(session.subaccount_id, common::SUBACCOUNT);
     let id = session.session_id.clone();
 
-    let read = h
-        .client
-        .get_session(pb::GetSessionRequest {
-            session_id: id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let read = h.get(&id).await.unwrap();
     assert_eq!(read.status, pb::SessionStatus::Waiting as i32);
 
     let code = h.code_of(&id).await;
-    let checked = h
-        .client
-        .check_code(pb::CheckCodeRequest {
-            session_id: id.clone(),
-            code: code.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let checked = h.check(&id, &code).await.unwrap();
     assert_eq!(checked.status, pb::SessionStatus::Verified as i32);
 
     let requests = h.upstream_requests().await;
@@ -79,18 +58,7 @@ async fn five_wrong_codes_fail_the_session_for_good() {
     let wrong = if right == "0000" { "1111" } else { "0000" };
     let mut seen = Vec::new();
     for _ in 0..5 {
-        let session = h
-            .client
-            .check_code(pb::CheckCodeRequest {
-                session_id: id.clone(),
-                code: wrong.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .session
-            .unwrap();
+        let session = h.check(&id, &wrong).await.unwrap();
         seen.push((session.status, session.attempt));
     }
     let waiting = pb::SessionStatus::Waiting as i32;
@@ -105,18 +73,7 @@ async fn five_wrong_codes_fail_the_session_for_good() {
         ]
     );
     // Even the right code can't revive it.
-    let after = h
-        .client
-        .check_code(pb::CheckCodeRequest {
-            session_id: id,
-            code: right,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let after = h.check(&id, &right).await.unwrap();
     assert_eq!(after.status, pb::SessionStatus::Failed as i32);
 }
 
@@ -243,17 +200,7 @@ async fn sma_sessions_verify_through_their_verification_url() {
     assert!(h.messages(&session.session_id).await.is_empty());
     let opened = h.http.get(&session.verification_url).send().await.unwrap();
     assert!(opened.status().is_success());
-    let read = h
-        .client
-        .get_session(pb::GetSessionRequest {
-            session_id: session.session_id,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let read = h.get(&session.session_id).await.unwrap();
     assert_eq!(read.status, pb::SessionStatus::Verified as i32);
 }
 

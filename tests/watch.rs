@@ -79,14 +79,7 @@ async fn snapshot_then_verified_through_check_code() {
         (K::Snapshot, S::Waiting, S::Unspecified, From::Poll, 0)
     );
     let code = h.code_of(&id).await;
-    h.client
-        .check_code(pb::CheckCodeRequest {
-            session_id: id.clone(),
-            code,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    h.check(&id, &code).await.unwrap();
     assert_eq!(
         summary(&next(&mut stream).await),
         (K::Changed, S::Verified, S::Waiting, From::CheckCode, 0)
@@ -119,14 +112,7 @@ async fn five_wrong_codes_push_each_attempt_then_failed() {
     let mut stream = watch(&mut h, &id).await;
     let mut events = vec![summary(&next(&mut stream).await)];
     for _ in 0..5 {
-        h.client
-            .check_code(pb::CheckCodeRequest {
-                session_id: id.clone(),
-                code: wrong.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        h.check(&id, wrong).await.unwrap();
         events.push(summary(&next(&mut stream).await));
     }
     assert_eq!(

@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tonic::Status;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
@@ -182,6 +183,27 @@ impl Harness {
         let url = format!("{}/_sandbox/faults", self.sandbox.base_url);
         let response = self.http.post(url).json(&fault).send().await.unwrap();
         assert!(response.status().is_success(), "fault accepted");
+    }
+
+    /// CheckCode through the facade; the session after the attempt.
+    pub async fn check(&mut self, session_id: &str, code: &str) -> Result<pb::Session, Status> {
+        let request = pb::CheckCodeRequest {
+            session_id: session_id.into(),
+            code: code.into(),
+            ..Default::default()
+        };
+        let answer = self.client.check_code(request).await?.into_inner();
+        Ok(answer.session.expect("a session"))
+    }
+
+    /// GetSession through the facade.
+    pub async fn get(&mut self, session_id: &str) -> Result<pb::Session, Status> {
+        let request = pb::GetSessionRequest {
+            session_id: session_id.into(),
+            ..Default::default()
+        };
+        let answer = self.client.get_session(request).await?.into_inner();
+        Ok(answer.session.expect("a session"))
     }
 
     /// Starts an SMS verification to `destination` and returns its session.
