@@ -58,7 +58,7 @@ async fn five_wrong_codes_fail_the_session_for_good() {
     let wrong = if right == "0000" { "1111" } else { "0000" };
     let mut seen = Vec::new();
     for _ in 0..5 {
-        let session = h.check(&id, &wrong).await.unwrap();
+        let session = h.check(&id, wrong).await.unwrap();
         seen.push((session.status, session.attempt));
     }
     let waiting = pb::SessionStatus::Waiting as i32;
