@@ -1,5 +1,6 @@
 pub mod api;
 pub mod callbacks;
+pub mod codec;
 pub mod config;
 pub mod idempotency;
 pub mod metrics;
@@ -8,4 +9,3 @@ pub mod sandbox;
 pub mod server;
 pub mod upstream;
 pub mod watch;
-pub mod codec;
