@@ -1,0 +1,247 @@
+//! `verif8-bench`: starts the real processes it measures (the facade, and `verif8-grpc sandbox`
+//! as its upstream) on loopback, drives them, and prints a table and, last, one JSON line per
+//! scenario. Every target is a ratio to, or a bound checked against, figures measured in the
+//! same run: the machine is shared and noisy, so absolute times are context, not targets.
+//!
+//! `cargo run --release --bin verif8-bench -- all` (add `--smoke` for a quick CI pass).
+
+// A crate root resolves `mod` beside itself, so the folder is named explicitly.
+#[path = "verif8-bench/client.rs"]
+mod client;
+#[path = "verif8-bench/fanout.rs"]
+mod fanout;
+#[path = "verif8-bench/inside.rs"]
+mod inside;
+#[path = "verif8-bench/load.rs"]
+mod load;
+#[path = "verif8-bench/procs.rs"]
+mod procs;
+#[path = "verif8-bench/report.rs"]
+mod report;
+#[path = "verif8-bench/startup.rs"]
+mod startup;
+#[path = "verif8-bench/unary.rs"]
+mod unary;
+#[path = "verif8-bench/watch_memory.rs"]
+mod watch_memory;
+#[path = "verif8-bench/watch_polls.rs"]
+mod watch_polls;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+
+use procs::Env;
+use report::Report;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// GetSession through the facade vs the same GET sent straight to the sandbox.
+    Unary,
+    /// RSS per idle WatchSession stream.
+    WatchMemory,
+    /// Upstream polls per session per minute against the number of watchers, and the total
+    /// poll rate against the budget.
+    WatchPolls,
+    /// Delivery latency of one status change to many watchers of one session.
+    FanOut,
+    /// Time from exec to health SERVING, and idle RSS.
+    Startup,
+    /// Every scenario, in the order above.
+    All,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "verif8-bench",
+    about = "Benchmarks the verif8-grpc facade against baselines measured in the same run"
+)]
+struct Cli {
+    /// Scenarios to run.
+    #[arg(value_enum, required = true)]
+    scenarios: Vec<Scenario>,
+
+    /// Each scenario for about a second at tiny sizes (for CI); figures are not meaningful.
+    #[arg(long)]
+    smoke: bool,
+
+    /// The verif8-grpc binary. Default: beside this one, rebuilt first when run by cargo.
+    #[arg(long)]
+    facade_bin: Option<PathBuf>,
+
+    /// Directory for the child processes' logs. Default: a fresh one under the temp dir.
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+
+    /// RUST_LOG for the facade. Default: unset, i.e. its default level (info, one line per RPC),
+    /// as deployed.
+    #[arg(long)]
+    facade_log: Option<String>,
+
+    /// Extra environment for the facade, e.g. TOKIO_WORKER_THREADS=1 (for experiments).
+    #[arg(long, value_name = "KEY=VALUE")]
+    facade_env: Vec<String>,
+
+    /// Pin the facade to CPU 1 and the sandbox and this load generator to CPU 0, so the facade
+    /// does not compete with its own load (a diagnostic; the headline figures run unpinned).
+    #[arg(long)]
+    pin: bool,
+
+    /// unary: measured seconds per phase (one path at one concurrency in one round).
+    #[arg(long, default_value_t = 5.0)]
+    unary_secs: f64,
+
+    /// unary: rounds; paths alternate order every round so drift hits both alike.
+    #[arg(long, default_value_t = 3)]
+    unary_rounds: u32,
+
+    /// unary: gRPC connections the facade client spreads its calls over at concurrency 64.
+    #[arg(long, default_value_t = 1)]
+    grpc_connections: usize,
+
+    /// watch-memory: idle streams.
+    #[arg(long, default_value_t = 10_000)]
+    streams: usize,
+
+    /// watch-memory: HTTP/2 connections the streams are spread over.
+    #[arg(long, default_value_t = 10)]
+    connections: usize,
+
+    /// watch-polls: the facade's fixed poll interval for the watcher-count comparison (ms).
+    #[arg(long, default_value_t = 200)]
+    poll_interval_ms: u64,
+
+    /// watch-polls: measured window of the watcher-count comparison (s).
+    #[arg(long, default_value_t = 30.0)]
+    poll_window_secs: f64,
+
+    /// watch-polls: --poll-budget given to the facade watching many sessions.
+    #[arg(long, default_value_t = 50.0)]
+    poll_budget: f64,
+
+    /// watch-polls: sessions watched at once for the budget check.
+    #[arg(long, default_value_t = 10_000)]
+    budget_sessions: usize,
+
+    /// fan-out: watchers of the one session.
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
+
+    /// fan-out: rounds (a fresh session each).
+    #[arg(long, default_value_t = 5)]
+    fanout_rounds: u32,
+
+    /// startup: runs.
+    #[arg(long, default_value_t = 7)]
+    startup_runs: u32,
+}
+
+impl Cli {
+    fn scenarios(&self) -> Vec<Scenario> {
+        if self.scenarios.contains(&Scenario::All) {
+            return vec![
+                Scenario::Unary,
+                Scenario::WatchMemory,
+                Scenario::WatchPolls,
+                Scenario::FanOut,
+                Scenario::Startup,
+            ];
+        }
+        let mut chosen = self.scenarios.clone();
+        chosen.dedup();
+        chosen
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let cli = Cli::parse();
+    let facade_bin = match &cli.facade_bin {
+        Some(path) => path.clone(),
+        None => procs::locate_facade()?,
+    };
+    let env = Env::new(
+        facade_bin,
+        cli.log_dir.clone(),
+        cli.facade_log.clone(),
+        &cli.facade_env,
+        cli.pin,
+    )?;
+    eprintln!("{}", env.describe());
+    let started = Instant::now();
+    let mut reports: Vec<Report> = Vec::new();
+    for scenario in cli.scenarios() {
+        eprintln!("== {scenario:?}");
+        let report = run(scenario, &cli, &env).await?;
+        reports.push(report);
+    }
+    println!();
+    for report in &reports {
+        report.print_table();
+    }
+    println!(
+        "total {:.1} s; child logs in {}",
+        started.elapsed().as_secs_f64(),
+        env.log_dir.display()
+    );
+    for report in &reports {
+        println!("{}", report.json_line(cli.smoke, &env));
+    }
+    Ok(())
+}
+
+async fn run(scenario: Scenario, cli: &Cli, env: &Env) -> Result<Report, BoxError> {
+    let smoke = cli.smoke;
+    match scenario {
+        Scenario::Unary => {
+            let options = unary::Options {
+                measure: secs(if smoke { 0.3 } else { cli.unary_secs }),
+                warmup: secs(if smoke { 0.1 } else { 0.5 }),
+                rounds: if smoke { 1 } else { cli.unary_rounds.max(1) },
+                grpc_connections: cli.grpc_connections.max(1),
+            };
+            unary::run(env, &options).await
+        }
+        Scenario::WatchMemory => {
+            let options = watch_memory::Options {
+                streams: if smoke { 200 } else { cli.streams.max(1) },
+                sessions: if smoke { 2 } else { 10 },
+                connections: if smoke { 2 } else { cli.connections.max(1) },
+            };
+            watch_memory::run(env, &options).await
+        }
+        Scenario::WatchPolls => {
+            let options = watch_polls::Options {
+                watcher_counts: if smoke {
+                    vec![1, 2, 5, 10]
+                } else {
+                    vec![1, 10, 100, 1000]
+                },
+                interval: Duration::from_millis(if smoke { 50 } else { cli.poll_interval_ms }),
+                window: secs(if smoke { 1.0 } else { cli.poll_window_secs }),
+                budget: if smoke { 20.0 } else { cli.poll_budget },
+                budget_sessions: if smoke { 100 } else { cli.budget_sessions },
+                budget_window: secs(if smoke { 2.0 } else { 30.0 }),
+            };
+            watch_polls::run(env, &options).await
+        }
+        Scenario::FanOut => {
+            let options = fanout::Options {
+                watchers: if smoke { 50 } else { cli.watchers.max(1) },
+                rounds: if smoke { 1 } else { cli.fanout_rounds.max(1) },
+            };
+            fanout::run(env, &options).await
+        }
+        Scenario::Startup => {
+            startup::run(env, if smoke { 2 } else { cli.startup_runs.max(1) }).await
+        }
+        Scenario::All => unreachable!("expanded by Cli::scenarios"),
+    }
+}
+
+fn secs(value: f64) -> Duration {
+    Duration::from_secs_f64(value.max(0.01))
+}

@@ -1,0 +1,328 @@
+//! unary: GetSession through the facade against the same GET sent straight to the sandbox by
+//! a plain HTTP client, at concurrency 1 and 64. Both paths run in every round, in alternating
+//! order, against the same sandbox process and the same session.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::BoxError;
+use crate::client::{self, Client};
+use crate::inside::{self, Inside};
+use crate::load::{Caller, Path, Samples, drive};
+use crate::procs::{Env, Proc, own_cpu};
+use crate::report::{Bound, Report, num, percentile, sorted};
+
+pub struct Options {
+    pub measure: Duration,
+    pub warmup: Duration,
+    pub rounds: u32,
+    pub grpc_connections: usize,
+}
+
+const CONCURRENCIES: [usize; 2] = [1, 64];
+
+/// Everything measured for one path at one concurrency, summed over rounds.
+#[derive(Default)]
+struct Tally {
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    latencies_us: Vec<f64>,
+    facade_cpu: f64,
+    sandbox_cpu: f64,
+    client_cpu: f64,
+    /// The facade's own latency sums for the window (GetSession only); None without /metrics.
+    inside: Option<Inside>,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.seconds += other.seconds;
+        self.latencies_us.extend(other.latencies_us);
+        self.facade_cpu += other.facade_cpu;
+        self.sandbox_cpu += other.sandbox_cpu;
+        self.client_cpu += other.client_cpu;
+        self.inside = match (self.inside, other.inside) {
+            (Some(mut mine), Some(theirs)) => {
+                mine.add(theirs);
+                Some(mine)
+            }
+            (mine, theirs) => mine.or(theirs),
+        };
+    }
+
+    fn mean_us(&self) -> f64 {
+        self.latencies_us.iter().sum::<f64>() / self.latencies_us.len() as f64
+    }
+
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    /// CPU seconds per request, in µs.
+    fn per_request_us(&self, cpu_seconds: f64) -> f64 {
+        cpu_seconds * 1e6 / self.requests as f64
+    }
+}
+
+struct Setup<'a> {
+    env: &'a Env,
+    options: &'a Options,
+    facade: &'a Proc,
+    sandbox: &'a Proc,
+    http: reqwest::Client,
+    url: Arc<str>,
+    session: Arc<str>,
+    /// Connections the callers at concurrency 64 share.
+    spread: Vec<Channel>,
+    /// The facade's Prometheus text.
+    metrics_url: String,
+}
+
+pub async fn run(env: &Env, options: &Options) -> Result<Report, BoxError> {
+    let sandbox = env.start_sandbox().await?;
+    // The HTTP listener serves the facade's /metrics, read around each GetSession phase.
+    let metrics_addr = crate::procs::free_port()?;
+    let mut facade = env
+        .start_facade(sandbox.addr, &["--http-listen", &metrics_addr.to_string()])
+        .await?;
+    let api = client::Sandbox::new(sandbox.addr);
+    let session = api.create_session(1).await?;
+    let setup = Setup {
+        env,
+        options,
+        facade: &facade,
+        sandbox: &sandbox,
+        http: reqwest::Client::builder().tcp_nodelay(true).build()?,
+        url: api.session_url(&session).into(),
+        session: session.into(),
+        spread: client::channels(facade.addr, options.grpc_connections).await?,
+        metrics_url: format!("http://{metrics_addr}/metrics"),
+    };
+
+    let mut tallies: BTreeMap<(usize, Path), Tally> = BTreeMap::new();
+    for round in 0..options.rounds {
+        for concurrency in CONCURRENCIES {
+            let order = if round % 2 == 0 {
+                [Path::Direct, Path::Facade, Path::Health]
+            } else {
+                [Path::Health, Path::Facade, Path::Direct]
+            };
+            for path in order {
+                let tally = measure(&setup, path, concurrency).await?;
+                eprintln!(
+                    "  round {round} c={concurrency} {}: {:.0} req/s",
+                    path.name(),
+                    tally.rps()
+                );
+                tallies.entry((concurrency, path)).or_default().add(tally);
+            }
+        }
+    }
+    facade.check_alive()?;
+    Ok(report(options, &tallies))
+}
+
+async fn measure(setup: &Setup<'_>, path: Path, concurrency: usize) -> Result<Tally, BoxError> {
+    let start = Instant::now() + setup.options.warmup;
+    let end = start + setup.options.measure;
+    let workers: Vec<JoinHandle<Result<Samples, BoxError>>> = if concurrency == 1 {
+        // One caller on its own single-threaded runtime and connection: no hand-offs between
+        // the load generator's threads inflate the latency of either path.
+        let (path, facade, url, session) = (
+            path,
+            setup.facade.addr,
+            setup.url.clone(),
+            setup.session.clone(),
+        );
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let caller = Caller::connect(path, facade, url, session).await?;
+                Ok(drive(caller, start, end).await)
+            })
+        });
+        vec![tokio::task::spawn_blocking(move || {
+            thread.join().map_err(|_| "load thread panicked")?
+        })]
+    } else {
+        (0..concurrency)
+            .map(|i| {
+                let caller = match path {
+                    Path::Direct => Caller::Direct {
+                        http: setup.http.clone(),
+                        url: setup.url.clone(),
+                    },
+                    Path::Facade => Caller::Facade {
+                        client: Client::new(setup.spread[i % setup.spread.len()].clone()),
+                        session: setup.session.clone(),
+                    },
+                    Path::Health => Caller::Health {
+                        client: HealthClient::new(setup.spread[i % setup.spread.len()].clone()),
+                    },
+                };
+                tokio::spawn(async move { Ok(drive(caller, start, end).await) })
+            })
+            .collect()
+    };
+
+    let env = setup.env;
+    let inside = async || match path {
+        Path::Facade => inside::read(&setup.http, &setup.metrics_url, "GetSession").await,
+        _ => None,
+    };
+    tokio::time::sleep_until(start.into()).await;
+    let inside_before = inside().await;
+    let before = (
+        setup.facade.cpu(env)?,
+        setup.sandbox.cpu(env)?,
+        own_cpu(env)?,
+    );
+    tokio::time::sleep_until(end.into()).await;
+    let after = (
+        setup.facade.cpu(env)?,
+        setup.sandbox.cpu(env)?,
+        own_cpu(env)?,
+    );
+    let inside_after = inside().await;
+    let mut tally = Tally {
+        inside: inside_after
+            .zip(inside_before)
+            .map(|(after, before)| after.since(before)),
+        seconds: (end - start).as_secs_f64(),
+        facade_cpu: (after.0 - before.0).as_secs_f64(),
+        sandbox_cpu: (after.1 - before.1).as_secs_f64(),
+        client_cpu: (after.2 - before.2).as_secs_f64(),
+        ..Tally::default()
+    };
+    for worker in workers {
+        let (latencies, errors) = worker.await??;
+        tally.requests += latencies.len() as u64;
+        tally.errors += errors;
+        tally.latencies_us.extend(latencies);
+    }
+    if tally.requests == 0 {
+        return Err(format!("no {} request succeeded at c={concurrency}", path.name()).into());
+    }
+    Ok(tally)
+}
+
+fn report(options: &Options, tallies: &BTreeMap<(usize, Path), Tally>) -> Report {
+    let mut report = Report::new("unary");
+    report.detail("rounds", options.rounds);
+    report.detail("measured_seconds_per_phase", options.measure.as_secs_f64());
+    report.detail("warmup_seconds_per_phase", options.warmup.as_secs_f64());
+    report.detail("grpc_connections_at_c64", options.grpc_connections);
+    let mut p50 = BTreeMap::new();
+    let mut p99 = BTreeMap::new();
+    for ((concurrency, path), tally) in tallies {
+        let latencies = sorted(tally.latencies_us.clone());
+        let (p50_us, p99_us) = (percentile(&latencies, 50.0), percentile(&latencies, 99.0));
+        p50.insert((*concurrency, *path), p50_us);
+        p99.insert((*concurrency, *path), p99_us);
+        let key = format!("{}_c{concurrency}", path.key());
+        let mut shown = format!(
+            "{:>8.0} req/s  p50 {:>6.0} µs  p99 {:>6.0} µs  CPU/req: sandbox {:.1} µs",
+            tally.rps(),
+            p50_us,
+            p99_us,
+            tally.per_request_us(tally.sandbox_cpu),
+        );
+        let mut figure = json!({
+            "requests": tally.requests,
+            "errors": tally.errors,
+            "rps": num(tally.rps()),
+            "p50_us": num(p50_us),
+            "p99_us": num(p99_us),
+            "sandbox_cpu_us_per_req": num(tally.per_request_us(tally.sandbox_cpu)),
+            "client_cpu_us_per_req": num(tally.per_request_us(tally.client_cpu)),
+        });
+        figure["mean_us"] = num(tally.mean_us());
+        if *path != Path::Direct {
+            shown.push_str(&format!(
+                ", facade {:.1} µs",
+                tally.per_request_us(tally.facade_cpu)
+            ));
+            figure["facade_cpu_us_per_rpc"] = num(tally.per_request_us(tally.facade_cpu));
+        }
+        shown.push_str(&format!(
+            ", client {:.1} µs",
+            tally.per_request_us(tally.client_cpu)
+        ));
+        if tally.errors > 0 {
+            shown.push_str(&format!("  ({} errors)", tally.errors));
+        }
+        report.figure(
+            &key,
+            figure,
+            &format!("{} c={concurrency}", path.name()),
+            shown,
+        );
+        if let Some(inside) = &tally.inside {
+            report.figure(
+                &format!("{key}_inside"),
+                json!({
+                    "client_mean_us": num(tally.mean_us()),
+                    "rpc_mean_us": num(inside.rpc_mean_us()),
+                    "upstream_call_mean_us": num(inside.upstream_mean_us()),
+                }),
+                "  where the time goes (means)",
+                format!(
+                    "{:.0} µs at the client; {:.0} µs inside the facade's RPC, of which {:.0} µs its 8x8 call (facade's /metrics)",
+                    tally.mean_us(),
+                    inside.rpc_mean_us(),
+                    inside.upstream_mean_us()
+                ),
+            );
+        }
+    }
+
+    let get = |c: usize, path: Path| &tallies[&(c, path)];
+    let throughput_ratio = get(64, Path::Facade).rps() / get(64, Path::Direct).rps();
+    report.target(
+        "facade_throughput_ratio_c64",
+        throughput_ratio,
+        Bound::AtLeast,
+        0.6,
+        "x direct",
+    );
+    report.target(
+        "added_p50_latency_c1",
+        p50[&(1, Path::Facade)] - p50[&(1, Path::Direct)],
+        Bound::AtMost,
+        100.0,
+        "µs",
+    );
+    report.target(
+        "added_p99_latency_c1",
+        p99[&(1, Path::Facade)] - p99[&(1, Path::Direct)],
+        Bound::AtMost,
+        300.0,
+        "µs",
+    );
+    for (concurrency, name) in [(64, "facade_cpu_ratio_c64"), (1, "facade_cpu_ratio_c1")] {
+        let facade = get(concurrency, Path::Facade);
+        report.target(
+            name,
+            facade.facade_cpu / facade.sandbox_cpu,
+            Bound::AtMost,
+            1.5,
+            "x sandbox CPU/req",
+        );
+    }
+    report.note(
+        "CPU from /proc/PID/stat utime+stime; the sandbox's CPU per request is taken while it \
+         serves the facade's GETs (same requests, same window)",
+    );
+    report
+}
