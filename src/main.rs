@@ -1,11 +1,12 @@
 //! `verif8-grpc`: parse the configuration, start, wait for a signal.
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal};
 use std::sync::Arc;
 
 use clap::Parser;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use verif8_grpc::config::{Cli, Command, LogFormat, UpstreamChoice};
@@ -21,7 +22,7 @@ const SANDBOX_SUBACCOUNT: &str = "sandbox_verif8";
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let _flush_logs_on_exit = init_logging(cli.log_format);
     match cli.command {
         Some(Command::Sandbox(args)) => {
             let listener = TcpListener::bind(args.listen).await?;
@@ -103,16 +104,22 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stdout through a writer thread, so a request never waits on
+/// the `write(2)`; lines written together are flushed together. Keep the
+/// guard alive: dropping it flushes what is left.
+fn init_logging(format: LogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking(BufWriter::new(std::io::stdout()));
     // Colours only for a terminal: a log file or collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(writer)
         .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Plain => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
 
 /// Completes on SIGINT or SIGTERM.

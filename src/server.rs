@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use url::Url;
 
 use crate::api::{SandboxApi, VerificationApi};
@@ -48,6 +48,7 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
 const MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(60);
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -134,7 +135,6 @@ pub async fn serve(
     });
 
     let grpc_server = Server::builder()
-        .tcp_nodelay(true)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
@@ -148,7 +148,11 @@ pub async fn serve(
         )
         .add_optional_service(sandbox_service)
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(grpc),
+            // Options on the builder don't reach sockets from a given listener:
+            // Nagle stays off here, or small writes wait ~40 ms for delayed ACKs.
+            TcpIncoming::from(grpc)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(TCP_KEEPALIVE)),
             stopping.clone().cancelled_owned(),
         );
     // In-flight calls get the grace period to finish, then the process moves on.

@@ -316,7 +316,10 @@ impl VerificationService for Arc<VerificationApi> {
         &self,
         request: Request<pb::WatchSessionRequest>,
     ) -> Result<Response<Self::WatchSessionStream>, Status> {
-        self.admitted("WatchSession", self.watch(request.into_inner()))
+        // Not under the in-flight limit: a watch may wait long for its
+        // snapshot's poll slot, and --max-watch-streams bounds watches.
+        observe::rpc("WatchSession", self.watch(request.into_inner()))
             .await
+            .map(Response::new)
     }
 }

@@ -1,12 +1,14 @@
 //! One shared HTTP client for every call to 8x8.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
+use reqwest::header::HeaderValue;
 use reqwest::{Method, header};
 use secrecy::ExposeSecret;
 use serde::Serialize;
+use tokio::time::Instant;
 use url::Url;
 
 use super::config::{ApiKeys, UpstreamConfig};
@@ -39,22 +41,60 @@ pub struct CallPolicy {
 pub struct UpstreamClient {
     http: reqwest::Client,
     base_url: Url,
-    keys: ApiKeys,
+    authorization: Arc<Authorization>,
     timeout: Duration,
 }
 
+/// `Authorization: Bearer …` values, built once per key and marked
+/// sensitive so no HTTP-level debug output shows them.
+struct Authorization {
+    default: Option<HeaderValue>,
+    per_subaccount: HashMap<String, HeaderValue>,
+}
+
+impl Authorization {
+    fn new(keys: &ApiKeys) -> Result<Self, InvalidApiKey> {
+        let header = |key: &secrecy::SecretString| {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+                .map_err(|_| InvalidApiKey)?;
+            value.set_sensitive(true);
+            Ok(value)
+        };
+        Ok(Authorization {
+            default: keys.default.as_ref().map(header).transpose()?,
+            per_subaccount: keys
+                .per_subaccount
+                .iter()
+                .map(|(subaccount, key)| Ok((subaccount.clone(), header(key)?)))
+                .collect::<Result<_, InvalidApiKey>>()?,
+        })
+    }
+
+    fn for_subaccount(&self, subaccount: &str) -> Option<&HeaderValue> {
+        self.per_subaccount
+            .get(subaccount)
+            .or(self.default.as_ref())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("an API key holds characters an HTTP header cannot carry")]
+pub struct InvalidApiKey;
+
 impl UpstreamClient {
-    pub fn new(config: UpstreamConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(config: UpstreamConfig) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let http = reqwest::Client::builder()
             .use_rustls_tls()
             .user_agent(concat!("verif8-grpc/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
+            // 8x8's API doesn't redirect; following one would resend the key elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(UpstreamClient {
             http,
             base_url: config.base_url,
-            keys: config.keys,
+            authorization: Arc::new(Authorization::new(&config.keys)?),
             timeout: config.timeout,
         })
     }
@@ -227,15 +267,15 @@ impl UpstreamClient {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<Vec<u8>, UpstreamError> {
-        let key = self
-            .keys
+        let authorization = self
+            .authorization
             .for_subaccount(subaccount)
             .ok_or_else(|| UpstreamError::NoApiKey(subaccount.to_owned()))?;
         let mut request = self
             .http
             .request(method, url)
             .timeout(timeout)
-            .bearer_auth(key.expose_secret())
+            .header(header::AUTHORIZATION, authorization.clone())
             .header(header::ACCEPT, "application/json");
         if let Some(body) = body {
             request = request.json(body);
