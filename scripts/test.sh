@@ -11,7 +11,7 @@ py="$tools/venv/bin/python"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/verif8-grpc"
 
 steps=()   # "name seconds" of each finished step, for the summary
-total_steps=9
+total_steps=10
 n=0
 
 summary() {
@@ -43,9 +43,11 @@ step clippy             cargo clippy --locked --all-targets -- -D warnings
 step buf-lint           "$tools/bin/buf" lint
 step cargo-test         cargo test --locked --all-targets
 # Usually a no-op (cargo test already built it), but the e2e steps must not depend on that.
-step build-binary       cargo build --locked --bin verif8-grpc
+step build-binary       cargo build --locked --bins
 step e2e-grpcurl        "$py" tests/e2e/grpcurl_walkthrough.py --bin "$bin" --grpcurl "$tools/bin/grpcurl"
 step e2e-python-client  "$py" tests/e2e/python_client.py --bin "$bin"
+# The benchmark harness works end to end (a seconds-long smoke; figures mean nothing here).
+step bench-smoke        "${CARGO_TARGET_DIR:-$root/target}/debug/verif8-bench" all --smoke
 step e2e-conformance    "$py" tests/e2e/conformance.py --bin "$bin" --grpcurl "$tools/bin/grpcurl" \
                           --prism "$tools/bin/prism"
 
