@@ -36,8 +36,7 @@ async fn trace_logs_hold_no_secrets() {
     let mut h = common::start().await;
     const PHONE_DIGITS: &str = "6598765432";
     let session = h
-        .client
-        .start_verification(pb::StartVerificationRequest {
+        .start(pb::StartVerificationRequest {
             destination: "+65 9876 5432".into(),
             brand: "Acme".into(),
             // Long and alphanumeric, so it can't occur by chance in a log line.
@@ -47,9 +46,6 @@ async fn trace_logs_hold_no_secrets() {
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .session
         .unwrap();
     let mut watch = h
         .client

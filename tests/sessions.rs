@@ -157,17 +157,13 @@ async fn resending_reuses_the_session_and_code_or_resets_it() {
 
     h.advance_clock(11).await;
     let reset = h
-        .client
-        .start_verification(pb::StartVerificationRequest {
+        .start(pb::StartVerificationRequest {
             destination: "+6598765432".into(),
             reset_session: Some(true),
             code_length: 10,
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .session
         .unwrap();
     assert_eq!(reset.session_id, first.session_id);
     let new_code = h.code_of(&first.session_id).await;
@@ -179,16 +175,12 @@ async fn resending_reuses_the_session_and_code_or_resets_it() {
 async fn sma_sessions_verify_through_their_verification_url() {
     let mut h = common::start().await;
     let session = h
-        .client
-        .start_verification(pb::StartVerificationRequest {
+        .start(pb::StartVerificationRequest {
             destination: "+6598765432".into(),
             channel: pb::Channel::Sma as i32,
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .session
         .unwrap();
     assert!(
         session

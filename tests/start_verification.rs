@@ -131,8 +131,7 @@ async fn minimal_request_sends_only_the_destination() {
 async fn delivered_text_uses_the_default_template_with_brand() {
     let mut h = common::start().await;
     let session = h
-        .client
-        .start_verification(pb::StartVerificationRequest {
+        .start(pb::StartVerificationRequest {
             destination: "+6598765432".into(),
             brand: "Acme".into(),
             code_type: pb::CodeType::NumericWithDash as i32,
@@ -140,9 +139,6 @@ async fn delivered_text_uses_the_default_template_with_brand() {
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .session
         .unwrap();
     let messages = h.messages(&session.session_id).await;
     let code = messages[0]["code"].as_str().unwrap();

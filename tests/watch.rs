@@ -376,16 +376,12 @@ async fn an_sma_session_is_watched_to_verified() {
     let mut h =
         common::start_with(|o, _| o.watch = fixed_polling(Duration::from_millis(100))).await;
     let session = h
-        .client
-        .start_verification(pb::StartVerificationRequest {
+        .start(pb::StartVerificationRequest {
             destination: "+6598765432".into(),
             channel: pb::Channel::Sma as i32,
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .session
         .unwrap();
     let mut stream = watch(&mut h, &session.session_id).await;
     assert_eq!(next(&mut stream).await.kind(), K::Snapshot);

@@ -206,18 +206,22 @@ impl Harness {
         Ok(answer.session.expect("a session"))
     }
 
+    /// StartVerification through the facade; the session it answered.
+    pub async fn start(
+        &mut self,
+        request: pb::StartVerificationRequest,
+    ) -> Result<pb::Session, Status> {
+        let answer = self.client.start_verification(request).await?.into_inner();
+        Ok(answer.session.expect("a session"))
+    }
+
     /// Starts an SMS verification to `destination` and returns its session.
     pub async fn start_sms(&mut self, destination: &str) -> pb::Session {
-        self.client
-            .start_verification(pb::StartVerificationRequest {
-                destination: destination.into(),
-                ..Default::default()
-            })
-            .await
-            .expect("start succeeds")
-            .into_inner()
-            .session
-            .expect("a session")
+        let request = pb::StartVerificationRequest {
+            destination: destination.into(),
+            ..Default::default()
+        };
+        self.start(request).await.expect("start succeeds")
     }
 }
 
