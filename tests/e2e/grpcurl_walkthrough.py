@@ -15,7 +15,9 @@ import difflib
 import json
 import re
 import shlex
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import harness
@@ -25,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "grpcurl-session.md"
 VS = "verif8.v1.VerificationService"
 DESTINATION = "+6598765432"
+WATCHED_DESTINATION = "+6598765433"
+README = ROOT / "README.md"
 # Longer than the default 4-character code, so it can never be the right one by chance.
 WRONG_CODE = "000000"
 
@@ -70,6 +74,9 @@ class Transcript:
                 text = re.sub(rf'("text": "[^"]*?){value}', r"\1<CODE>", text)
             else:
                 text = text.replace(value, placeholder)
+        # Where a watcher's change came from: the CheckCode answer or a poll that read it
+        # first (a race of milliseconds); the check below accepts either.
+        text = re.sub(r'"source": "OBSERVATION_SOURCE_(CHECK_CODE|POLL)"', '"source": "<SOURCE>"', text)
         # Timestamps: "expiresAt": "2026-...Z" -> "expiresAt": "<EXPIRES_AT>"
         return re.sub(r'"(\w+)": "\d{4}-\d\d-\d\dT[^"]*"',
                       lambda m: f'"{m[1]}": "<{upper_snake(m[1])}>"', text)
@@ -171,12 +178,61 @@ def walkthrough(c, args, state):
     c.equal((got["sessionId"], got["status"], got.get("attempt")), (sid, "SESSION_STATUS_VERIFIED", 1),
             "GetSession")
 
+    watch_a_session(c, args, g, t)
+
     code, out = step("An invalid request: INVALID_ARGUMENT with google.rpc error details",
                      g.argv(f"{VS}/StartVerification", data={"destination": "12"}))
     check_invalid_argument(c, code, out)
 
     check_reflection_v1(c, port)
     check_doc(c, t.markdown(), args.write)
+    check_readme(c, t.markdown())
+
+
+def watch_a_session(c, args, g, t):
+    """WatchSession as the README shows it: a watcher in one terminal, a CheckCode in another."""
+    started = g.call(f"{VS}/StartVerification", {"destination": WATCHED_DESTINATION})["session"]
+    sid = started["sessionId"]
+    t.add("Start another session to watch", g.argv(f"{VS}/StartVerification",
+                                                 data={"destination": WATCHED_DESTINATION}),
+          json.dumps({"session": started}, indent=2))
+    t.secrets[sid] = "<SESSION_ID>"
+    watch_argv = g.argv(f"{VS}/WatchSession", data={"sessionId": sid, "heartbeatInterval": "15s"})
+    watcher = subprocess.Popen([args.grpcurl, *watch_argv[1:]], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    time.sleep(1.0)  # the watcher has its snapshot before the code is checked
+    code_sent = g.call("verif8.v1.SandboxService/ListMessages", {"sessionId": sid})["messages"][0]["code"]
+    t.secrets[code_sent] = "<CODE>"
+    check_argv = g.argv(f"{VS}/CheckCode", data={"sessionId": sid, "code": code_sent})
+    check_status, check_out = g.run(check_argv)
+    c.equal(check_status, 0, "CheckCode of the watched session exits 0")
+    out, _ = watcher.communicate(timeout=30)
+    c.equal(watcher.returncode, 0, "WatchSession ends OK after VERIFIED")
+    t.add("Watch it (in another terminal): the session now, then each change; VERIFIED ends the stream",
+          watch_argv, out)
+    t.add("Meanwhile, check its code", check_argv, check_out)
+
+    events, decoder, rest = [], json.JSONDecoder(), out.strip()
+    while rest:
+        event, end = decoder.raw_decode(rest)
+        events.append(event)
+        rest = rest[end:].strip()
+    summary = [(e["kind"], e["session"]["status"], e.get("previousStatus")) for e in events]
+    c.equal(summary, [("WATCH_EVENT_KIND_SNAPSHOT", "SESSION_STATUS_WAITING", None),
+                      ("WATCH_EVENT_KIND_CHANGED", "SESSION_STATUS_VERIFIED", "SESSION_STATUS_WAITING")],
+            "watched events")
+    c.equal([e["source"] for e in events][0], "OBSERVATION_SOURCE_POLL", "the snapshot is a read")
+    c.ok(events[-1]["source"] in ("OBSERVATION_SOURCE_CHECK_CODE", "OBSERVATION_SOURCE_POLL"),
+         "the change came from the CheckCode answer (or a poll that read it first)", events[-1])
+
+
+def check_readme(c, doc_text):
+    """Every grpcurl command the README prints is one this run executed (placeholders included)."""
+    ran = {line[2:] for line in doc_text.splitlines() if line.startswith("$ grpcurl ")}
+    for line in README.read_text().splitlines():
+        command = line.strip().removeprefix("$ ")
+        if command.startswith("grpcurl "):
+            c.ok(command in ran, f"README command was run: {command[:60]}...", command)
 
 
 def check_invalid_argument(c, code, out):
