@@ -193,3 +193,22 @@ async fn the_callers_deadline_bounds_the_upstream_call() {
         "answered on time: {took:?}"
     );
 }
+
+#[tokio::test]
+async fn sma_coverage_is_a_read_and_retries() {
+    let mut h = common::start().await;
+    h.inject_fault(json!({"status": 502, "code": 2000, "count": 2}))
+        .await;
+    let answer = h
+        .client
+        .check_sma_coverage(pb::CheckSmaCoverageRequest {
+            client_ip: "203.0.113.7".into(),
+            destination: "+6598765432".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("the third try answers")
+        .into_inner();
+    assert!(answer.available);
+    assert_eq!(count(&h, "POST", "/sma/coverage").await, 3);
+}
