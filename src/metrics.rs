@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
@@ -68,71 +68,78 @@ const PENDING_CAPACITY: usize = 100_000;
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let mut registry = Registry::with_prefix("verif8");
-    let metrics = Metrics {
-        rpcs: Family::default(),
-        rpc_seconds: Family::new_with_constructor(latency_histogram),
-        upstream_calls: Family::default(),
-        upstream_seconds: Family::new_with_constructor(latency_histogram),
-        upstream_retries: Family::default(),
-        shed: Counter::default(),
-        watch_streams: Gauge::default(),
-        polls: Counter::default(),
-        started: Family::default(),
-        verified: Family::default(),
-        pending_channels: Mutex::new(HashMap::new()),
-        registry: Registry::default(),
-    };
-    registry.register(
-        "rpcs",
-        "RPCs answered, by method and gRPC code",
-        metrics.rpcs.clone(),
-    );
-    registry.register("rpc_seconds", "RPC latency", metrics.rpc_seconds.clone());
-    registry.register(
-        "upstream_calls",
-        "Calls to 8x8, by endpoint and HTTP status",
-        metrics.upstream_calls.clone(),
-    );
-    registry.register(
-        "upstream_seconds",
-        "8x8 call latency",
-        metrics.upstream_seconds.clone(),
-    );
-    registry.register(
-        "upstream_retries",
-        "Retried 8x8 calls",
-        metrics.upstream_retries.clone(),
-    );
-    registry.register(
-        "shed",
-        "RPCs shed past the in-flight limit",
-        metrics.shed.clone(),
-    );
-    registry.register(
-        "watch_streams",
-        "Open WatchSession streams",
-        metrics.watch_streams.clone(),
-    );
-    registry.register(
-        "polls",
-        "Status polls of watched sessions",
-        metrics.polls.clone(),
-    );
-    registry.register(
-        "verifications_started",
-        "Verifications started, by channel",
-        metrics.started.clone(),
-    );
-    registry.register(
-        "verifications_verified",
-        "Verifications started here and seen VERIFIED, by channel",
-        metrics.verified.clone(),
-    );
+    let r = &mut registry;
     Metrics {
+        rpcs: registered(
+            r,
+            "rpcs",
+            "RPCs answered, by method and gRPC code",
+            Family::default(),
+        ),
+        rpc_seconds: registered(
+            r,
+            "rpc_seconds",
+            "RPC latency",
+            Family::new_with_constructor(latency_histogram),
+        ),
+        upstream_calls: registered(
+            r,
+            "upstream_calls",
+            "Calls to 8x8, by endpoint and HTTP status",
+            Family::default(),
+        ),
+        upstream_seconds: registered(
+            r,
+            "upstream_seconds",
+            "8x8 call latency",
+            Family::new_with_constructor(latency_histogram),
+        ),
+        upstream_retries: registered(
+            r,
+            "upstream_retries",
+            "Retried 8x8 calls",
+            Family::default(),
+        ),
+        shed: registered(
+            r,
+            "shed",
+            "RPCs shed past the in-flight limit",
+            Counter::default(),
+        ),
+        watch_streams: registered(
+            r,
+            "watch_streams",
+            "Open WatchSession streams",
+            Gauge::default(),
+        ),
+        polls: registered(
+            r,
+            "polls",
+            "Status polls of watched sessions",
+            Counter::default(),
+        ),
+        started: registered(
+            r,
+            "verifications_started",
+            "Verifications started, by channel",
+            Family::default(),
+        ),
+        verified: registered(
+            r,
+            "verifications_verified",
+            "Verifications started here and seen VERIFIED, by channel",
+            Family::default(),
+        ),
+        pending_channels: Mutex::new(HashMap::new()),
         registry,
-        ..metrics
     }
 });
+
+/// Registers `metric` and hands it back for recording.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
 
 pub fn rpc(method: &'static str, code: tonic::Code, latency: Duration) {
     let code = format!("{code:?}");
