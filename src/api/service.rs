@@ -100,7 +100,9 @@ impl VerificationApi {
         let fingerprint = fingerprint(&subaccount, &request);
         match self.idempotency.claim(&key, fingerprint).await {
             Claim::Replay(answer) => pb::StartVerificationResponse::decode(answer.as_slice())
-                .map_err(|_| Status::internal("stored answer unreadable")),
+                .map_err(|_| {
+                    status::internal("the stored answer of this request_id is unreadable")
+                }),
             Claim::Mismatch => Err(status::request_id_reused()),
             Claim::Proceed => {
                 // In its own task: a caller that gives up doesn't cancel a
@@ -114,7 +116,7 @@ impl VerificationApi {
                 });
                 started
                     .await
-                    .unwrap_or_else(|_| Err(Status::internal("start task failed")))
+                    .unwrap_or_else(|_| Err(status::internal("the start task failed")))
             }
         }
     }
@@ -209,16 +211,11 @@ impl VerificationApi {
         let subaccount = validate::watch_request(&request, self.default_subaccount())?;
         let heartbeat = request
             .heartbeat_interval
-            .and_then(|d| std::time::Duration::try_from(d).ok());
-        let slot = self.hub.admit().ok_or_else(|| {
-            status::error(
-                tonic::Code::ResourceExhausted,
-                "TOO_MANY_WATCH_STREAMS",
-                "this replica has no room for another WatchSession stream",
-                Default::default(),
-                Some(std::time::Duration::from_secs(1)),
-            )
-        })?;
+            .and_then(|d| Duration::try_from(d).ok());
+        let slot = self
+            .hub
+            .admit()
+            .ok_or_else(status::too_many_watch_streams)?;
         let key = SessionKey {
             subaccount: subaccount.clone(),
             session_id: request.session_id,

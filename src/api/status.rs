@@ -93,6 +93,22 @@ pub fn request_id_reused() -> Status {
     )
 }
 
+/// A fault of this service itself; details stay in the logs.
+pub fn internal(message: &str) -> Status {
+    tracing::error!(message, "internal error");
+    error_without_metadata(Code::Internal, "INTERNAL", message, None)
+}
+
+/// Every WatchSession slot of this replica is taken.
+pub fn too_many_watch_streams() -> Status {
+    error_without_metadata(
+        Code::ResourceExhausted,
+        "TOO_MANY_WATCH_STREAMS",
+        "this replica has no room for another WatchSession stream",
+        Some(Duration::from_secs(1)),
+    )
+}
+
 /// Shed load: too many RPCs in flight on this replica.
 pub fn overloaded() -> Status {
     error_without_metadata(
