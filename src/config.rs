@@ -103,7 +103,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VERIF8_MAX_WATCH_STREAMS", default_value_t = 100_000)]
     pub max_watch_streams: usize,
 
-    /// RPCs handled at once; beyond it calls are shed with RESOURCE_EXHAUSTED
+    /// Unary RPCs handled at once; beyond it calls are shed with RESOURCE_EXHAUSTED
     /// (reason OVERLOADED) instead of queueing.
     #[arg(long, env = "VERIF8_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,
