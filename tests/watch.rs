@@ -214,13 +214,14 @@ async fn one_poller_serves_any_number_of_watchers() {
         reads.push(h.status_reads(&id).await - before);
         drop(streams);
     }
-    // 1.1 s at one poll per 200 ms: 5 or 6 polls, whatever the watcher count.
-    for count in &reads {
-        assert!(
-            (5..=6).contains(count),
-            "status reads per window: {reads:?}"
-        );
-    }
+    // 1.1 s at one poll per 200 ms: 5 or 6 polls (4 if the machine stalls a
+    // tick), whatever the watcher count; a poller per watcher would make ~550
+    // for 100 watchers.
+    let spread = reads.iter().max().unwrap() - reads.iter().min().unwrap();
+    assert!(
+        reads.iter().all(|count| (4..=6).contains(count)) && spread <= 1,
+        "status reads per window: {reads:?}"
+    );
     let requests = h.upstream_requests().await;
     assert!(
         requests.iter().all(|r| r["query"].is_null()),
