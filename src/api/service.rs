@@ -181,7 +181,11 @@ impl VerificationApi {
         )?;
         let session = self
             .upstream
-            .get_session(&subaccount, &request.session_id, retried(deadline))
+            .get_session(
+                &subaccount,
+                &request.session_id,
+                CallPolicy::retried(deadline),
+            )
             .await
             .map_err(|e| status::from_upstream(&e, None))?;
         self.publish(&subaccount, &session, Source::Poll);
@@ -236,7 +240,7 @@ impl VerificationApi {
             validate::sma_coverage_request(&request, self.default_subaccount())?;
         let available = self
             .upstream
-            .sma_coverage(&subaccount, &body, retried(deadline))
+            .sma_coverage(&subaccount, &body, CallPolicy::retried(deadline))
             .await
             .map_err(|e| status::from_upstream(&e, None))?;
         Ok(pb::CheckSmaCoverageResponse { available })
@@ -249,14 +253,6 @@ fn fingerprint(subaccount: &str, request: &pb::StartVerificationRequest) -> [u8;
     payload.request_id.clear();
     payload.subaccount_id = subaccount.to_owned();
     Sha256::digest(payload.encode_to_vec()).into()
-}
-
-/// Reads are safe to repeat: they retry inside the caller's deadline.
-fn retried(deadline: Option<Duration>) -> CallPolicy {
-    CallPolicy {
-        deadline,
-        retry: true,
-    }
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchSessionResponse, Status>> + Send>>;

@@ -37,6 +37,24 @@ pub struct CallPolicy {
     pub retry: bool,
 }
 
+impl CallPolicy {
+    /// One try only: for calls that act upstream (a start, a code check).
+    pub fn once(deadline: Option<Duration>) -> Self {
+        CallPolicy {
+            deadline,
+            retry: false,
+        }
+    }
+
+    /// Retried inside the deadline: for reads, which are safe to repeat.
+    pub fn retried(deadline: Option<Duration>) -> Self {
+        CallPolicy {
+            deadline,
+            retry: true,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct UpstreamClient {
     http: reqwest::Client,
@@ -112,10 +130,7 @@ impl UpstreamClient {
         deadline: Option<Duration>,
     ) -> Result<SessionInfo, UpstreamError> {
         let url = self.url(&["api", "v2", "subaccounts", subaccount, "sessions"]);
-        let policy = CallPolicy {
-            deadline,
-            retry: false,
-        };
+        let policy = CallPolicy::once(deadline);
         let body = self
             .send(
                 "start",
@@ -154,10 +169,7 @@ impl UpstreamClient {
     ) -> Result<SessionInfo, UpstreamError> {
         let mut url = self.session_url(subaccount, session_id);
         url.query_pairs_mut().append_pair("code", code);
-        let policy = CallPolicy {
-            deadline,
-            retry: false,
-        };
+        let policy = CallPolicy::once(deadline);
         let body = self
             .send::<()>("check_code", subaccount, Method::GET, url, None, policy)
             .await?;

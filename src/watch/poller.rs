@@ -34,9 +34,10 @@ pub(super) async fn run(shared: Arc<Shared>, key: SessionKey, entry: Arc<Entry>)
 
         let writes_before = entry.writes.load(std::sync::atomic::Ordering::Acquire);
         crate::metrics::poll();
+        // One try per poll: the poller's own backoff and budget pace retries.
         match shared
             .upstream
-            .get_session(&key.subaccount, &key.session_id, CallPolicy::default())
+            .get_session(&key.subaccount, &key.session_id, CallPolicy::once(None))
             .await
         {
             Ok(session) => {
