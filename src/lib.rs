@@ -3,6 +3,7 @@ pub mod callbacks;
 pub mod codec;
 pub mod config;
 pub mod idempotency;
+pub mod log_sink;
 pub mod metrics;
 pub mod pb;
 pub mod sandbox;

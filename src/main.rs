@@ -1,16 +1,16 @@
 //! `verif8-grpc`: parse the configuration, start, wait for a signal.
 
-use std::io::{BufWriter, IsTerminal};
+use std::io::IsTerminal;
 use std::sync::Arc;
 
 use clap::Parser;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use verif8_grpc::config::{Cli, Command, LogFormat, UpstreamChoice};
 use verif8_grpc::idempotency::MemoryStore;
+use verif8_grpc::log_sink::{BatchedWriter, FlushGuard};
 use verif8_grpc::sandbox::{Sandbox, SandboxConfig};
 use verif8_grpc::server::{self, BoxError, ServerOptions};
 use verif8_grpc::upstream::{ApiKeys, UpstreamConfig};
@@ -104,12 +104,11 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Logs go to stdout through a writer thread, so a request never waits on
-/// the `write(2)`; lines written together are flushed together. Keep the
-/// guard alive: dropping it flushes what is left.
-fn init_logging(format: LogFormat) -> WorkerGuard {
+/// Logs go to stdout in batches (see `log_sink`), so a request never waits
+/// on a `write(2)`. Keep the guard alive: dropping it flushes what is left.
+fn init_logging(format: LogFormat) -> FlushGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking(BufWriter::new(std::io::stdout()));
+    let (writer, guard) = BatchedWriter::stdout();
     // Colours only for a terminal: a log file or collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

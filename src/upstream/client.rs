@@ -1,6 +1,8 @@
 //! One shared HTTP client for every call to 8x8.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -264,7 +266,7 @@ impl UpstreamClient {
             if Instant::now() + delay >= give_up_at {
                 return Err(error);
             }
-            tracing::debug!(tries, ?delay, %error, "retrying 8x8 call");
+            tracing::debug!(endpoint, tries, ?delay, %error, "retrying 8x8 call");
             metrics::upstream_retry(endpoint);
             tokio::time::sleep(delay).await;
         }
@@ -301,7 +303,9 @@ impl UpstreamClient {
         );
         let mut response = answer.map_err(UpstreamError::from_reqwest)?;
         let status = response.status();
-        tracing::Span::current().record("upstream_status", status.as_u16());
+        LAST_STATUS
+            .try_with(|last| last.set(Some(status.as_u16())))
+            .ok();
         let retry_after = retry_after(response.headers());
         let body = read_capped(&mut response).await?;
         if status.is_success() {
@@ -314,6 +318,22 @@ impl UpstreamClient {
             )))
         }
     }
+}
+
+tokio::task_local! {
+    static LAST_STATUS: Cell<Option<u16>>;
+}
+
+/// Runs `call` and also returns the HTTP status of the last 8x8 answer it
+/// received, if any (for the per-RPC log line). Calls made by other tasks
+/// the future spawns are not seen.
+pub async fn with_last_status<T>(call: impl Future<Output = T>) -> (T, Option<u16>) {
+    LAST_STATUS
+        .scope(Cell::new(None), async {
+            let output = call.await;
+            (output, LAST_STATUS.with(Cell::get))
+        })
+        .await
 }
 
 /// How long to wait before try `tries + 1`, or None when retrying can't help.

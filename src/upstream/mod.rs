@@ -9,7 +9,7 @@ mod parse_props;
 mod session;
 mod wire;
 
-pub use client::{CallPolicy, UpstreamClient};
+pub use client::{CallPolicy, UpstreamClient, with_last_status};
 pub use config::{ApiKeys, Region, UpstreamConfig};
 pub use error::{ApiError, UpstreamError};
 pub use session::{SessionInfo, SessionStatus};

@@ -174,18 +174,46 @@ pub(crate) struct ErrorBody {
     pub error_id: Option<String>,
 }
 
-/// Accepts a JSON string or number (or null) as text.
+/// Accepts a JSON string or number (or null) as text. A visitor rather than
+/// an untagged enum: that one buffers the value and builds an error message
+/// for every number before trying the second variant.
 fn string_or_number<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Loose {
-        Text(String),
-        Number(serde_json::Number),
+    struct Loose;
+
+    impl<'de> serde::de::Visitor<'de> for Loose {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string, a number or null")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(Some(text.to_owned()))
+        }
+        fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+            Ok(Some(text))
+        }
+        fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<Self::Value, E> {
+            Ok(Some(number.to_string()))
+        }
+        fn visit_i64<E: serde::de::Error>(self, number: i64) -> Result<Self::Value, E> {
+            Ok(Some(number.to_string()))
+        }
+        fn visit_f64<E: serde::de::Error>(self, number: f64) -> Result<Self::Value, E> {
+            // serde_json's own formatting, as a JSON number reads back.
+            Ok(serde_json::Number::from_f64(number).map(|n| n.to_string()))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+            de.deserialize_any(Loose)
+        }
     }
-    Ok(Option::<Loose>::deserialize(de)?.map(|value| match value {
-        Loose::Text(text) => text,
-        Loose::Number(number) => number.to_string(),
-    }))
+
+    de.deserialize_option(Loose)
 }
 
 #[cfg(test)]
