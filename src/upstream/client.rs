@@ -6,8 +6,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::HeaderValue;
-use reqwest::{Method, header};
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -22,6 +28,24 @@ use crate::metrics;
 /// 8x8's answers are a few hundred bytes; anything far larger is refused
 /// rather than buffered.
 const MAX_BODY_BYTES: usize = 256 * 1024;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const USER_AGENT: &str = concat!("verif8-grpc/", env!("CARGO_PKG_VERSION"));
+
+/// What a path segment must escape: the `url` crate's path-segment set
+/// (so `/` inside an id can't add a segment).
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'%');
 
 /// Tries of a call that is safe to repeat (a status read, a coverage check).
 const MAX_TRIES: u32 = 3;
@@ -57,10 +81,17 @@ impl CallPolicy {
     }
 }
 
+/// hyper-util's pooled client, HTTP/1.1 or HTTP/2 (by ALPN) over rustls.
+/// Not reqwest: for these three fixed calls its per-request URL re-parsing
+/// (twice, in its redirect layer and response) cost more CPU than the
+/// whole HTTP exchange (BENCHMARKS.md).
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 #[derive(Clone)]
 pub struct UpstreamClient {
-    http: reqwest::Client,
-    base_url: Url,
+    http: HttpClient,
+    /// `{base URL}/api/v2/subaccounts/`: every call's path continues it.
+    subaccounts_root: Arc<str>,
     authorization: Arc<Authorization>,
     timeout: Duration,
 }
@@ -103,24 +134,12 @@ pub struct InvalidApiKey;
 
 impl UpstreamClient {
     pub fn new(config: UpstreamConfig) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .user_agent(concat!("verif8-grpc/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
-            // 8x8's API doesn't redirect; following one would resend the key elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
         Ok(UpstreamClient {
-            http,
-            base_url: config.base_url,
+            http: http_client()?,
+            subaccounts_root: subaccounts_root(&config.base_url).into(),
             authorization: Arc::new(Authorization::new(&config.keys)?),
             timeout: config.timeout,
         })
-    }
-
-    pub fn base_url(&self) -> &Url {
-        &self.base_url
     }
 
     /// POST …/sessions: sends a code (or starts SMA). Never retried: a
@@ -131,7 +150,7 @@ impl UpstreamClient {
         request: &StartRequest,
         deadline: Option<Duration>,
     ) -> Result<SessionInfo, UpstreamError> {
-        let url = self.url(&["api", "v2", "subaccounts", subaccount, "sessions"]);
+        let url = self.url(subaccount, &["sessions"]);
         let policy = CallPolicy::once(deadline);
         let body = self
             .send(
@@ -170,7 +189,8 @@ impl UpstreamClient {
         deadline: Option<Duration>,
     ) -> Result<SessionInfo, UpstreamError> {
         let mut url = self.session_url(subaccount, session_id);
-        url.query_pairs_mut().append_pair("code", code);
+        url.push_str("?code=");
+        url.extend(form_urlencoded::byte_serialize(code.as_bytes()));
         let policy = CallPolicy::once(deadline);
         let body = self
             .send::<()>("check_code", subaccount, Method::GET, url, None, policy)
@@ -185,7 +205,7 @@ impl UpstreamClient {
         request: &SmaCoverageRequest,
         policy: CallPolicy,
     ) -> Result<bool, UpstreamError> {
-        let url = self.url(&["api", "v2", "subaccounts", subaccount, "sma", "coverage"]);
+        let url = self.url(subaccount, &["sma", "coverage"]);
         let body = self
             .send(
                 "sma_coverage",
@@ -203,24 +223,19 @@ impl UpstreamClient {
             .ok_or_else(|| UpstreamError::Malformed("coverage JSON without isAvailable".into()))
     }
 
-    fn session_url(&self, subaccount: &str, session_id: &str) -> Url {
-        self.url(&[
-            "api",
-            "v2",
-            "subaccounts",
-            subaccount,
-            "sessions",
-            session_id,
-        ])
+    fn session_url(&self, subaccount: &str, session_id: &str) -> String {
+        self.url(subaccount, &["sessions", session_id])
     }
 
-    /// Appends percent-encoded path segments to the base URL.
-    fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base_url.clone();
-        url.path_segments_mut()
-            .expect("an http(s) base URL has path segments")
-            .pop_if_empty()
-            .extend(segments);
+    /// `…/subaccounts/{subaccount}/{segments…}`, each segment percent-encoded.
+    fn url(&self, subaccount: &str, segments: &[&str]) -> String {
+        let mut url = String::with_capacity(self.subaccounts_root.len() + 64);
+        url.push_str(&self.subaccounts_root);
+        url.extend(utf8_percent_encode(subaccount, PATH_SEGMENT));
+        for segment in segments {
+            url.push('/');
+            url.extend(utf8_percent_encode(segment, PATH_SEGMENT));
+        }
         url
     }
 
@@ -230,10 +245,19 @@ impl UpstreamClient {
         endpoint: &'static str,
         subaccount: &str,
         method: Method,
-        url: Url,
+        url: String,
         body: Option<&B>,
         policy: CallPolicy,
-    ) -> Result<Vec<u8>, UpstreamError> {
+    ) -> Result<Bytes, UpstreamError> {
+        let uri = Uri::try_from(url)
+            .map_err(|e| UpstreamError::Transport(format!("request URI: {e}")))?;
+        let body = match body {
+            Some(body) => Bytes::from(
+                serde_json::to_vec(body)
+                    .map_err(|e| UpstreamError::Transport(format!("request JSON: {e}")))?,
+            ),
+            None => Bytes::new(),
+        };
         let budget = policy
             .deadline
             .map_or(self.timeout, |d| d.min(self.timeout));
@@ -250,8 +274,8 @@ impl UpstreamClient {
                     endpoint,
                     subaccount,
                     method.clone(),
-                    url.clone(),
-                    body,
+                    uri.clone(),
+                    body.clone(),
                     left,
                 )
                 .await;
@@ -272,42 +296,56 @@ impl UpstreamClient {
         }
     }
 
-    async fn send_once<B: Serialize>(
+    async fn send_once(
         &self,
         endpoint: &'static str,
         subaccount: &str,
         method: Method,
-        url: Url,
-        body: Option<&B>,
+        uri: Uri,
+        body: Bytes,
         timeout: Duration,
-    ) -> Result<Vec<u8>, UpstreamError> {
+    ) -> Result<Bytes, UpstreamError> {
         let authorization = self
             .authorization
             .for_subaccount(subaccount)
             .ok_or_else(|| UpstreamError::NoApiKey(subaccount.to_owned()))?;
-        let mut request = self
-            .http
-            .request(method, url)
-            .timeout(timeout)
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
             .header(header::AUTHORIZATION, authorization.clone())
-            .header(header::ACCEPT, "application/json");
-        if let Some(body) = body {
-            request = request.json(body);
+            .header(header::ACCEPT, "application/json")
+            .header(header::USER_AGENT, USER_AGENT);
+        if !body.is_empty() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
         }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|e| UpstreamError::Transport(format!("request: {e}")))?;
+        // One time limit for the answer's head and body together.
+        tokio::time::timeout(timeout, self.exchange(endpoint, request))
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout))
+    }
+
+    async fn exchange(
+        &self,
+        endpoint: &'static str,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Bytes, UpstreamError> {
         let sent = std::time::Instant::now();
-        let answer = request.send().await;
+        let answer = self.http.request(request).await;
         metrics::upstream_call(
             endpoint,
             answer.as_ref().ok().map(|r| r.status().as_u16()),
             sent.elapsed(),
         );
-        let mut response = answer.map_err(UpstreamError::from_reqwest)?;
+        let response = answer.map_err(UpstreamError::from_http)?;
         let status = response.status();
         LAST_STATUS
             .try_with(|last| last.set(Some(status.as_u16())))
             .ok();
         let retry_after = retry_after(response.headers());
-        let body = read_capped(&mut response).await?;
+        let body = read_capped(response.into_body()).await?;
         if status.is_success() {
             Ok(body)
         } else {
@@ -318,6 +356,31 @@ impl UpstreamClient {
             )))
         }
     }
+}
+
+/// Pooled connections; TLS with the webpki roots, HTTP/2 when 8x8 offers it.
+fn http_client() -> Result<HttpClient, Box<dyn std::error::Error + Send + Sync>> {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(tcp);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_timer(TokioTimer::new())
+        .build(connector))
+}
+
+fn subaccounts_root(base_url: &Url) -> String {
+    format!(
+        "{}/api/v2/subaccounts/",
+        base_url.as_str().trim_end_matches('/')
+    )
 }
 
 tokio::task_local! {
@@ -358,21 +421,14 @@ fn retry_delay(error: &UpstreamError, tries: u32) -> Option<Duration> {
     Some(ceiling.mul_f64(rand::random::<f64>()))
 }
 
-async fn read_capped(response: &mut reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(UpstreamError::from_reqwest)?
-    {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(UpstreamError::Malformed(format!(
-                "answer larger than {MAX_BODY_BYTES} bytes"
-            )));
-        }
-        body.extend_from_slice(&chunk);
+async fn read_capped(body: hyper::body::Incoming) -> Result<Bytes, UpstreamError> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(UpstreamError::Malformed(format!(
+            "answer larger than {MAX_BODY_BYTES} bytes"
+        ))),
+        Err(error) => Err(UpstreamError::Transport(super::error::root_cause(&*error))),
     }
-    Ok(body)
 }
 
 /// `Retry-After` as seconds or as an HTTP date.

@@ -71,10 +71,8 @@ impl UpstreamError {
         matches!(self, UpstreamError::Transport(_) | UpstreamError::Timeout)
     }
 
-    pub(crate) fn from_reqwest(error: reqwest::Error) -> Self {
-        if error.is_timeout() {
-            UpstreamError::Timeout
-        } else if error.is_connect() {
+    pub(crate) fn from_http(error: hyper_util::client::legacy::Error) -> Self {
+        if error.is_connect() {
             UpstreamError::Connect(root_cause(&error))
         } else {
             UpstreamError::Transport(root_cause(&error))
@@ -84,8 +82,8 @@ impl UpstreamError {
 
 /// The innermost error message, without URLs (they can hold phone numbers in
 /// nothing we send, but stay terse anyway).
-fn root_cause(error: &reqwest::Error) -> String {
-    let mut source: &dyn std::error::Error = error;
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut source = error;
     while let Some(next) = source.source() {
         source = next;
     }
