@@ -53,7 +53,10 @@ impl VerificationApi {
         })
     }
 
-    /// Runs one RPC if there is room, logging it either way.
+    /// Runs one RPC if there is room, logging it either way. Callers pass
+    /// the RPC's future boxed: every async layer that takes a future by value
+    /// stores it twice over, and unboxed the layers here and in tonic grew
+    /// GetSession's future to ~18 KB, copied on every move.
     async fn admitted<T>(
         &self,
         method: &'static str,
@@ -263,10 +266,11 @@ impl VerificationService for Arc<VerificationApi> {
         &self,
         request: Request<pb::StartVerificationRequest>,
     ) -> Result<Response<pb::StartVerificationResponse>, Status> {
-        self.admitted("StartVerification", {
-            let deadline = deadline::from_metadata(request.metadata());
-            self.start(request.into_inner(), deadline)
-        })
+        let deadline = deadline::from_metadata(request.metadata());
+        self.admitted(
+            "StartVerification",
+            Box::pin(self.start(request.into_inner(), deadline)),
+        )
         .await
     }
 
@@ -274,10 +278,11 @@ impl VerificationService for Arc<VerificationApi> {
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
-        self.admitted("GetSession", {
-            let deadline = deadline::from_metadata(request.metadata());
-            self.get(request.into_inner(), deadline)
-        })
+        let deadline = deadline::from_metadata(request.metadata());
+        self.admitted(
+            "GetSession",
+            Box::pin(self.get(request.into_inner(), deadline)),
+        )
         .await
     }
 
@@ -285,10 +290,11 @@ impl VerificationService for Arc<VerificationApi> {
         &self,
         request: Request<pb::CheckCodeRequest>,
     ) -> Result<Response<pb::CheckCodeResponse>, Status> {
-        self.admitted("CheckCode", {
-            let deadline = deadline::from_metadata(request.metadata());
-            self.check(request.into_inner(), deadline)
-        })
+        let deadline = deadline::from_metadata(request.metadata());
+        self.admitted(
+            "CheckCode",
+            Box::pin(self.check(request.into_inner(), deadline)),
+        )
         .await
     }
 
@@ -296,10 +302,11 @@ impl VerificationService for Arc<VerificationApi> {
         &self,
         request: Request<pb::CheckSmaCoverageRequest>,
     ) -> Result<Response<pb::CheckSmaCoverageResponse>, Status> {
-        self.admitted("CheckSmaCoverage", {
-            let deadline = deadline::from_metadata(request.metadata());
-            self.coverage(request.into_inner(), deadline)
-        })
+        let deadline = deadline::from_metadata(request.metadata());
+        self.admitted(
+            "CheckSmaCoverage",
+            Box::pin(self.coverage(request.into_inner(), deadline)),
+        )
         .await
     }
 
@@ -311,7 +318,7 @@ impl VerificationService for Arc<VerificationApi> {
     ) -> Result<Response<Self::WatchSessionStream>, Status> {
         // Not under the in-flight limit: a watch may wait long for its
         // snapshot's poll slot, and --max-watch-streams bounds watches.
-        observe::rpc("WatchSession", self.watch(request.into_inner()))
+        observe::rpc("WatchSession", Box::pin(self.watch(request.into_inner())))
             .await
             .map(Response::new)
     }
