@@ -22,7 +22,7 @@ pub async fn rpc<T>(
     let elapsed = started.elapsed();
     tracing::info!(
         method,
-        code = ?code,
+        code = crate::metrics::code_name(code),
         latency_us = elapsed.as_micros() as u64,
         upstream_status,
         "rpc finished"
