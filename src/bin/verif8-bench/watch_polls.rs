@@ -128,21 +128,9 @@ async fn total_against_budget(
     report: &mut Report,
 ) -> Result<(), BoxError> {
     let budget = options.budget.to_string();
-    // A WatchSession call holds an in-flight slot until its snapshot, which the budget delays
-    // by up to sessions/budget seconds: without room for all of them most would be shed.
-    let max_in_flight = options.budget_sessions + 1024;
-    let max_in_flight_flag = max_in_flight.to_string();
     let sandbox = env.start_sandbox().await?;
     let mut facade = env
-        .start_facade(
-            sandbox.addr,
-            &[
-                "--poll-budget",
-                &budget,
-                "--max-in-flight",
-                &max_in_flight_flag,
-            ],
-        )
+        .start_facade(sandbox.addr, &["--poll-budget", &budget])
         .await?;
     let api = Sandbox::new(sandbox.addr);
     let creating = Instant::now();
@@ -223,7 +211,7 @@ async fn total_against_budget(
         sessions.len(),
         "sessions watched at once",
         format!(
-            "{} (each by one stream; {failed} stream errors; --max-in-flight {max_in_flight})",
+            "{} (each by one stream; {failed} stream errors)",
             sessions.len(),
         ),
     );
@@ -253,7 +241,6 @@ async fn total_against_budget(
             "{failed} of the watch calls failed, so fewer sessions than intended were watched"
         ));
     }
-    report.detail("max_in_flight", max_in_flight);
     report.detail("samples", samples.len());
     report.detail("stream_errors", failed);
     report.target("max_poll_rate", worst.0, Bound::AtMost, allowed, "polls/s");
