@@ -11,7 +11,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use secrecy::ExposeSecret;
@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::config::{ApiKeys, UpstreamConfig};
+use super::connector::Connector;
 use super::error::{ApiError, UpstreamError};
 use super::session::SessionInfo;
 use super::wire::{CoverageBody, SmaCoverageRequest, StartRequest};
@@ -82,10 +83,10 @@ impl CallPolicy {
 }
 
 /// hyper-util's pooled client, HTTP/1.1 or HTTP/2 (by ALPN) over rustls.
-/// Not reqwest: for these three fixed calls its per-request URL re-parsing
+/// Not reqwest: for these four fixed calls its per-request URL re-parsing
 /// (twice, in its redirect layer and response) cost more CPU than the
 /// whole HTTP exchange (BENCHMARKS.md).
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpClient = Client<hyper_rustls::HttpsConnector<Connector>, Full<Bytes>>;
 
 #[derive(Clone)]
 pub struct UpstreamClient {
@@ -133,9 +134,17 @@ impl Authorization {
 pub struct InvalidApiKey;
 
 impl UpstreamClient {
+    /// Egress proxies come from the environment (`HTTPS_PROXY`, `NO_PROXY`…).
     pub fn new(config: UpstreamConfig) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Self::with_proxies(config, Matcher::from_env())
+    }
+
+    fn with_proxies(
+        config: UpstreamConfig,
+        proxies: Matcher,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         Ok(UpstreamClient {
-            http: http_client()?,
+            http: http_client(Connector::new(proxies, CONNECT_TIMEOUT))?,
             subaccounts_root: subaccounts_root(&config.base_url).into(),
             authorization: Arc::new(Authorization::new(&config.keys)?),
             timeout: config.timeout,
@@ -359,11 +368,7 @@ impl UpstreamClient {
 }
 
 /// Pooled connections; TLS with the webpki roots, HTTP/2 when 8x8 offers it.
-fn http_client() -> Result<HttpClient, Box<dyn std::error::Error + Send + Sync>> {
-    let mut tcp = HttpConnector::new();
-    tcp.enforce_http(false);
-    tcp.set_nodelay(true);
-    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+fn http_client(tcp: Connector) -> Result<HttpClient, Box<dyn std::error::Error + Send + Sync>> {
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))?
         .https_or_http()
@@ -456,6 +461,81 @@ mod tests {
         assert!(delay > Duration::from_secs(100) && delay <= Duration::from_secs(120));
         headers.insert(header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&headers), None);
+    }
+
+    /// A proxy that records the first request line it gets and refuses it.
+    async fn refusing_proxy() -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let seen = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = vec![0; 1024];
+            let read = socket.read(&mut head).await.unwrap();
+            socket
+                .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            let head = String::from_utf8_lossy(&head[..read]).into_owned();
+            head.lines().next().unwrap_or_default().to_owned()
+        });
+        (address, seen)
+    }
+
+    fn client_for(base_url: &str, proxies: Matcher) -> UpstreamClient {
+        UpstreamClient::with_proxies(
+            UpstreamConfig {
+                base_url: Url::parse(base_url).unwrap(),
+                keys: ApiKeys::single(secrecy::SecretString::from("key")),
+                timeout: Duration::from_secs(5),
+            },
+            proxies,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn https_calls_go_through_the_configured_proxy() {
+        let (proxy, seen) = refusing_proxy().await;
+        let client = client_for(
+            "https://verify.8x8.invalid/",
+            Matcher::builder().https(proxy).build(),
+        );
+        let error = client
+            .get_session("acme", "s1", CallPolicy::once(None))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, UpstreamError::Connect(_)), "{error:?}");
+        let request_line = tokio::time::timeout(Duration::from_secs(5), seen).await;
+        assert_eq!(
+            request_line.expect("the proxy was not used").unwrap(),
+            "CONNECT verify.8x8.invalid:443 HTTP/1.1"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_proxy_and_plain_http_destinations_are_reached_directly() {
+        for (base_url, no_proxy) in [
+            ("https://verify.8x8.invalid/", "8x8.invalid"),
+            ("http://127.0.0.1:9/", ""),
+        ] {
+            let (proxy, seen) = refusing_proxy().await;
+            let proxies = Matcher::builder()
+                .all(proxy.clone())
+                .https(proxy)
+                .no(no_proxy)
+                .build();
+            let error = client_for(base_url, proxies)
+                .get_session("acme", "s1", CallPolicy::once(None))
+                .await
+                .unwrap_err();
+            assert!(matches!(error, UpstreamError::Connect(_)), "{error:?}");
+            // Through the proxy, its task would end right after refusing.
+            let mut seen = seen;
+            let untouched = tokio::time::timeout(Duration::from_millis(300), &mut seen).await;
+            assert!(untouched.is_err(), "{base_url} went through the proxy");
+            seen.abort();
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod client;
 mod config;
+mod connector;
 mod error;
 #[cfg(test)]
 mod parse_props;
