@@ -222,6 +222,19 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn loose_text_fields_take_strings_numbers_and_null_only() {
+        let code = |json: &str| serde_json::from_str::<ErrorBody>(json).map(|body| body.code);
+        assert_eq!(code(r#"{"code":"1002"}"#).unwrap().as_deref(), Some("1002"));
+        assert_eq!(code(r#"{"code":1002}"#).unwrap().as_deref(), Some("1002"));
+        assert_eq!(code(r#"{"code":-7}"#).unwrap().as_deref(), Some("-7"));
+        assert_eq!(code(r#"{"code":1.5}"#).unwrap().as_deref(), Some("1.5"));
+        assert_eq!(code(r#"{"code":null}"#).unwrap(), None);
+        assert_eq!(code("{}").unwrap(), None);
+        assert!(code(r#"{"code":true}"#).is_err());
+        assert!(code(r#"{"code":{"n":1}}"#).is_err());
+    }
+
+    #[test]
     fn start_request_omits_unset_fields_and_nests_channel_options() {
         let request = StartRequest {
             destination: "+6598765432".into(),
