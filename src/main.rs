@@ -19,9 +19,22 @@ use verif8_grpc::upstream::{ApiKeys, UpstreamConfig};
 /// can leave subaccount_id empty.
 const SANDBOX_SUBACCOUNT: &str = "sandbox_verif8";
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
+fn main() -> Result<(), BoxError> {
     let cli = Cli::parse();
+    // Always an explicit count: tokio would otherwise read TOKIO_WORKER_THREADS
+    // and panic on a malformed value.
+    let workers = cli.worker_threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n.get(),
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<(), BoxError> {
     let _flush_logs_on_exit = init_logging(cli.log_format);
     match cli.command {
         Some(Command::Sandbox(args)) => {

@@ -81,7 +81,7 @@ struct Cli {
     #[arg(long)]
     facade_log: Option<String>,
 
-    /// Extra environment for the facade, e.g. TOKIO_WORKER_THREADS=1 (for experiments).
+    /// Extra environment for the facade, e.g. VERIF8_WORKER_THREADS=1 (for experiments).
     #[arg(long, value_name = "KEY=VALUE")]
     facade_env: Vec<String>,
 
