@@ -30,6 +30,7 @@ pub struct FlushGuard {
 
 struct Shared {
     pending: Mutex<Vec<u8>>,
+    max_pending: usize,
     out: Mutex<Box<dyn Write + Send>>,
     stopping: AtomicBool,
 }
@@ -43,34 +44,37 @@ impl Shared {
 
     /// Moves the buffered lines into `spare` and writes them out, keeping
     /// both buffers' capacity so a steady stream of lines allocates nothing.
+    /// The output lock is taken first and held throughout, so two flushes
+    /// can't write their batches out of order; the pending lock is never
+    /// held while waiting for the output.
     fn flush_into(&self, spare: &mut Vec<u8>) {
-        std::mem::swap(&mut *self.pending(), spare);
-        self.write_out(spare);
-        spare.clear();
-    }
-
-    fn write_out(&self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
         let mut out = self
             .out
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Nowhere left to report a failed log write; the lines are dropped.
-        let _ = out.write_all(bytes).and_then(|()| out.flush());
+        std::mem::swap(&mut *self.pending(), spare);
+        if !spare.is_empty() {
+            // Nowhere left to report a failed log write; the lines are dropped.
+            let _ = out.write_all(spare).and_then(|()| out.flush());
+            spare.clear();
+        }
     }
 }
 
 impl BatchedWriter {
     /// Batches lines for stdout.
     pub fn stdout() -> (Self, FlushGuard) {
-        Self::to(Box::new(std::io::stdout()), FLUSH_EVERY)
+        Self::to(Box::new(std::io::stdout()), FLUSH_EVERY, MAX_PENDING_BYTES)
     }
 
-    pub fn to(out: Box<dyn Write + Send>, flush_every: Duration) -> (Self, FlushGuard) {
+    pub fn to(
+        out: Box<dyn Write + Send>,
+        flush_every: Duration,
+        max_pending: usize,
+    ) -> (Self, FlushGuard) {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Vec::with_capacity(64 * 1024)),
+            max_pending,
             out: Mutex::new(out),
             stopping: AtomicBool::new(false),
         });
@@ -112,12 +116,13 @@ pub struct LineWriter<'a>(&'a Shared);
 
 impl Write for LineWriter<'_> {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        let mut pending = self.0.pending();
-        pending.extend_from_slice(line);
-        if pending.len() >= MAX_PENDING_BYTES {
-            let full = std::mem::take(&mut *pending);
-            drop(pending);
-            self.0.write_out(&full);
+        let full = {
+            let mut pending = self.0.pending();
+            pending.extend_from_slice(line);
+            pending.len() >= self.0.max_pending
+        };
+        if full {
+            self.0.flush_into(&mut Vec::new());
         }
         Ok(line.len())
     }
@@ -162,7 +167,8 @@ mod tests {
     #[test]
     fn lines_wait_for_the_flush_and_arrive_in_order() {
         let captured = Captured::default();
-        let (writer, guard) = BatchedWriter::to(Box::new(captured.clone()), NEVER);
+        let (writer, guard) =
+            BatchedWriter::to(Box::new(captured.clone()), NEVER, MAX_PENDING_BYTES);
         log(&writer, "one\n");
         log(&writer, "two\n");
         assert!(
@@ -176,8 +182,11 @@ mod tests {
     #[test]
     fn the_flushing_thread_writes_periodically() {
         let captured = Captured::default();
-        let (writer, _guard) =
-            BatchedWriter::to(Box::new(captured.clone()), Duration::from_millis(5));
+        let (writer, _guard) = BatchedWriter::to(
+            Box::new(captured.clone()),
+            Duration::from_millis(5),
+            1 << 20,
+        );
         log(&writer, "soon\n");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while captured.0.lock().unwrap().is_empty() {
@@ -188,9 +197,43 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_floods_lose_nothing_and_keep_each_writers_order() {
+        let captured = Captured::default();
+        // A small limit: writers flush inline often, alongside the thread.
+        let (writer, guard) =
+            BatchedWriter::to(Box::new(captured.clone()), Duration::from_millis(1), 512);
+        const LINES: usize = 20_000;
+        std::thread::scope(|scope| {
+            for author in 0..4 {
+                let writer = writer.clone();
+                scope.spawn(move || {
+                    for n in 0..LINES {
+                        log(
+                            &writer,
+                            &format!("{author} {n:08} padding-padding-padding\n"),
+                        );
+                    }
+                });
+            }
+        });
+        drop(guard);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let mut next = [0usize; 4];
+        for line in text.lines() {
+            let mut fields = line.split(' ');
+            let author: usize = fields.next().unwrap().parse().unwrap();
+            let n: usize = fields.next().unwrap().parse().unwrap();
+            assert_eq!(n, next[author], "writer {author} out of order");
+            next[author] += 1;
+        }
+        assert_eq!(next, [LINES; 4]);
+    }
+
+    #[test]
     fn a_full_buffer_is_written_by_the_logging_call() {
         let captured = Captured::default();
-        let (writer, _guard) = BatchedWriter::to(Box::new(captured.clone()), NEVER);
+        let (writer, _guard) =
+            BatchedWriter::to(Box::new(captured.clone()), NEVER, MAX_PENDING_BYTES);
         let line = "x".repeat(MAX_PENDING_BYTES);
         log(&writer, &line);
         assert_eq!(captured.0.lock().unwrap().len(), MAX_PENDING_BYTES);
