@@ -258,12 +258,14 @@ impl UpstreamClient {
         body: Option<&B>,
         policy: CallPolicy,
     ) -> Result<Bytes, UpstreamError> {
-        let uri = Uri::try_from(url)
-            .map_err(|e| UpstreamError::Transport(format!("request URI: {e}")))?;
+        // Building the request can't fail for validated input; if it did,
+        // nothing was sent, which is what Connect tells callers.
+        let uri =
+            Uri::try_from(url).map_err(|e| UpstreamError::Connect(format!("request URI: {e}")))?;
         let body = match body {
             Some(body) => Bytes::from(
                 serde_json::to_vec(body)
-                    .map_err(|e| UpstreamError::Transport(format!("request JSON: {e}")))?,
+                    .map_err(|e| UpstreamError::Connect(format!("request JSON: {e}")))?,
             ),
             None => Bytes::new(),
         };
@@ -329,7 +331,7 @@ impl UpstreamClient {
         }
         let request = request
             .body(Full::new(body))
-            .map_err(|e| UpstreamError::Transport(format!("request: {e}")))?;
+            .map_err(|e| UpstreamError::Connect(format!("request: {e}")))?;
         // One time limit for the answer's head and body together.
         tokio::time::timeout(timeout, self.exchange(endpoint, request))
             .await
