@@ -201,14 +201,7 @@ async fn slow_upstream_is_deadline_exceeded() {
     h.inject_fault(json!({"status": 500, "code": 2000, "delayMs": 3000}))
         .await;
     let started = std::time::Instant::now();
-    let status = h
-        .client
-        .get_session(pb::GetSessionRequest {
-            session_id: "abc".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let status = h.get("abc").await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded);
     assert_eq!(reason(&status), "UPSTREAM_TIMEOUT");
     assert!(

@@ -28,14 +28,7 @@ async fn calls_beyond_the_in_flight_limit_are_shed_at_once() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    let shed = h
-        .client
-        .get_session(pb::GetSessionRequest {
-            session_id: id,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let shed = h.get(&id).await.unwrap_err();
     assert_eq!(shed.code(), Code::ResourceExhausted);
     assert_eq!(reason(&shed), "OVERLOADED");
     assert!(

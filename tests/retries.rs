@@ -92,15 +92,7 @@ async fn check_code_is_never_retried() {
     let id = h.start_sms("+6598765432").await.session_id;
     h.inject_fault(json!({"status": 503, "code": 2000, "count": 3}))
         .await;
-    let status = h
-        .client
-        .check_code(pb::CheckCodeRequest {
-            session_id: id.clone(),
-            code: "1234".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let status = h.check(&id, "1234").await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(count(&h, "GET", &id).await, 1, "exactly one GET with code");
 }

@@ -101,14 +101,7 @@ async fn a_session_past_its_validity_is_expired() {
 #[tokio::test]
 async fn unknown_session_is_not_found() {
     let mut h = common::start().await;
-    let status = h
-        .client
-        .get_session(pb::GetSessionRequest {
-            session_id: "0123456789abcdef0123456789abcdef".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let status = h.get("0123456789abcdef0123456789abcdef").await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(reason(&status), "SESSION_NOT_FOUND");
     let info = tonic_types::StatusExt::get_error_details(&status)

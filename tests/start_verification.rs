@@ -361,34 +361,11 @@ async fn accepted_edge_values_pass_validation() {
 #[tokio::test]
 async fn other_rpcs_validate_too() {
     let mut h = common::start().await;
-    let status = h
-        .client
-        .check_code(pb::CheckCodeRequest {
-            session_id: "abc".into(),
-            code: "12".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let status = h.check("abc", "12").await.unwrap_err();
     assert_eq!(violated_fields(&status), vec!["code"]);
-    let status = h
-        .client
-        .check_code(pb::CheckCodeRequest {
-            session_id: "abc".into(),
-            code: "12 34".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let status = h.check("abc", "12 34").await.unwrap_err();
     assert_eq!(violated_fields(&status), vec!["code"]);
-    let status = h
-        .client
-        .get_session(pb::GetSessionRequest {
-            session_id: "../etc".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let status = h.get("../etc").await.unwrap_err();
     assert_eq!(violated_fields(&status), vec!["session_id"]);
     let status = h
         .client
