@@ -7,9 +7,16 @@
 #
 #   scripts/instructions-per-rpc.sh [FACADE_BIN] [extra verif8-bench options]
 #
-# Needs perf (linux-perf) allowed to attach to the children; run it on a
-# release build (cargo build --release --bins).
+# Needs perf (linux-perf) allowed to attach to the children, and hardware
+# counters: some VMs have none (perf says "<not supported>"); there, count
+# user-space instructions with callgrind instead (BENCHMARKS.md, "Notes on
+# method"). Run it on a release build (cargo build --release --bins).
 set -euo pipefail
+
+if perf stat -x, -e instructions:u -- true 2>&1 | grep -q 'not supported'; then
+  echo "perf cannot count instructions here (no hardware counters in this VM)" >&2
+  exit 2
+fi
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bench="$root/target/release/verif8-bench"

@@ -236,7 +236,15 @@ impl Proc {
     /// On-CPU time of the process's threads to the nanosecond (/proc/PID/task/*/schedstat), for
     /// windows too short for clock ticks; threads that already exited are not counted.
     pub fn oncpu(&self) -> Result<Duration, BoxError> {
-        oncpu_of(&format!("/proc/{}/task", self.pid))
+        schedstat_sum(&format!("/proc/{}/task", self.pid), SCHEDSTAT_ONCPU_NS)
+            .map(Duration::from_nanos)
+    }
+
+    /// Times the process's threads were switched onto a CPU (/proc/PID/task/*/schedstat):
+    /// each is a wake-up or a preemption. Unlike CPU time, the count per request hardly moves
+    /// when other work shares the machine, so it shows scheduling changes on a noisy host.
+    pub fn switches(&self) -> Result<u64, BoxError> {
+        schedstat_sum(&format!("/proc/{}/task", self.pid), SCHEDSTAT_TIMESLICES)
     }
 
     /// Resident set size (/proc/PID/status VmRSS), in KiB.
@@ -272,23 +280,29 @@ pub fn own_cpu(env: &Env) -> Result<Duration, BoxError> {
 
 /// This process's on-CPU time to the nanosecond; see [`Proc::oncpu`].
 pub fn own_oncpu() -> Result<Duration, BoxError> {
-    oncpu_of("/proc/self/task")
+    schedstat_sum("/proc/self/task", SCHEDSTAT_ONCPU_NS).map(Duration::from_nanos)
 }
 
-fn oncpu_of(task_dir: &str) -> Result<Duration, BoxError> {
-    let mut nanos = 0u64;
+/// Fields of /proc/PID/task/TID/schedstat: time on a CPU (ns), time waiting for one (ns),
+/// timeslices run.
+const SCHEDSTAT_ONCPU_NS: usize = 0;
+const SCHEDSTAT_TIMESLICES: usize = 2;
+
+/// One schedstat field summed over the threads alive now.
+fn schedstat_sum(task_dir: &str, field: usize) -> Result<u64, BoxError> {
+    let mut sum = 0u64;
     for task in std::fs::read_dir(task_dir)? {
         // A thread may exit between listing and reading.
         let Ok(text) = std::fs::read_to_string(task?.path().join("schedstat")) else {
             continue;
         };
-        nanos += text
+        sum += text
             .split_whitespace()
-            .next()
-            .ok_or("empty schedstat")?
+            .nth(field)
+            .ok_or("short schedstat")?
             .parse::<u64>()?;
     }
-    Ok(Duration::from_nanos(nanos))
+    Ok(sum)
 }
 
 fn cpu_of(stat_path: &str, clk_tck: f64) -> Result<Duration, BoxError> {

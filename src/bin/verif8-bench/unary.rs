@@ -37,6 +37,8 @@ struct Tally {
     facade_cpu: f64,
     sandbox_cpu: f64,
     client_cpu: f64,
+    facade_switches: u64,
+    sandbox_switches: u64,
     /// The facade's own latency sums for the window (GetSession only); None without /metrics.
     inside: Option<Inside>,
 }
@@ -50,6 +52,8 @@ impl Tally {
         self.facade_cpu += other.facade_cpu;
         self.sandbox_cpu += other.sandbox_cpu;
         self.client_cpu += other.client_cpu;
+        self.facade_switches += other.facade_switches;
+        self.sandbox_switches += other.sandbox_switches;
         self.inside = match (self.inside, other.inside) {
             (Some(mut mine), Some(theirs)) => {
                 mine.add(theirs);
@@ -70,6 +74,10 @@ impl Tally {
     /// CPU seconds per request, in µs.
     fn per_request_us(&self, cpu_seconds: f64) -> f64 {
         cpu_seconds * 1e6 / self.requests as f64
+    }
+
+    fn per_request(&self, count: u64) -> f64 {
+        count as f64 / self.requests as f64
     }
 }
 
@@ -188,12 +196,14 @@ async fn measure(setup: &Setup<'_>, path: Path, concurrency: usize) -> Result<Ta
         setup.sandbox.cpu(env)?,
         own_cpu(env)?,
     );
+    let switches_before = (setup.facade.switches()?, setup.sandbox.switches()?);
     tokio::time::sleep_until(end.into()).await;
     let after = (
         setup.facade.cpu(env)?,
         setup.sandbox.cpu(env)?,
         own_cpu(env)?,
     );
+    let switches_after = (setup.facade.switches()?, setup.sandbox.switches()?);
     let inside_after = inside().await;
     let mut tally = Tally {
         inside: inside_after
@@ -203,6 +213,8 @@ async fn measure(setup: &Setup<'_>, path: Path, concurrency: usize) -> Result<Ta
         facade_cpu: (after.0 - before.0).as_secs_f64(),
         sandbox_cpu: (after.1 - before.1).as_secs_f64(),
         client_cpu: (after.2 - before.2).as_secs_f64(),
+        facade_switches: switches_after.0.saturating_sub(switches_before.0),
+        sandbox_switches: switches_after.1.saturating_sub(switches_before.1),
         ..Tally::default()
     };
     for worker in workers {
@@ -246,6 +258,7 @@ fn report(options: &Options, tallies: &BTreeMap<(usize, Path), Tally>) -> Report
             "p99_us": num(p99_us),
             "sandbox_cpu_us_per_req": num(tally.per_request_us(tally.sandbox_cpu)),
             "client_cpu_us_per_req": num(tally.per_request_us(tally.client_cpu)),
+            "sandbox_switches_per_req": num(tally.per_request(tally.sandbox_switches)),
         });
         figure["mean_us"] = num(tally.mean_us());
         if *path != Path::Direct {
@@ -254,11 +267,19 @@ fn report(options: &Options, tallies: &BTreeMap<(usize, Path), Tally>) -> Report
                 tally.per_request_us(tally.facade_cpu)
             ));
             figure["facade_cpu_us_per_rpc"] = num(tally.per_request_us(tally.facade_cpu));
+            figure["facade_switches_per_rpc"] = num(tally.per_request(tally.facade_switches));
         }
         shown.push_str(&format!(
-            ", client {:.1} µs",
-            tally.per_request_us(tally.client_cpu)
+            ", client {:.1} µs; switches/req: sandbox {:.2}",
+            tally.per_request_us(tally.client_cpu),
+            tally.per_request(tally.sandbox_switches)
         ));
+        if *path != Path::Direct {
+            shown.push_str(&format!(
+                ", facade {:.2}",
+                tally.per_request(tally.facade_switches)
+            ));
+        }
         if tally.errors > 0 {
             shown.push_str(&format!("  ({} errors)", tally.errors));
         }
@@ -322,7 +343,8 @@ fn report(options: &Options, tallies: &BTreeMap<(usize, Path), Tally>) -> Report
     }
     report.note(
         "CPU from /proc/PID/stat utime+stime; the sandbox's CPU per request is taken while it \
-         serves the facade's GETs (same requests, same window)",
+         serves the facade's GETs (same requests, same window); switches = times a thread was \
+         put on a CPU (/proc/PID/task/*/schedstat)",
     );
     report
 }
