@@ -25,9 +25,10 @@ pub struct Cli {
     /// Log format.
     #[arg(long, env = "VERIF8_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain, global = true)]
     pub log_format: LogFormat,
-    /// Worker threads. Default: one per CPU available to the process. Where
-    /// the service shares a small host with busy neighbours, set the CPUs it
-    /// can count on: extra workers only add hand-offs between threads.
+    /// Threads serving gRPC connections (for `sandbox`: tokio worker
+    /// threads). Default: one per CPU available to the process. Where the
+    /// service shares a small host with busy neighbours, set the CPUs it can
+    /// count on.
     #[arg(long, env = "VERIF8_WORKER_THREADS", global = true)]
     pub worker_threads: Option<std::num::NonZeroUsize>,
 }

@@ -8,5 +8,6 @@ pub mod metrics;
 pub mod pb;
 pub mod sandbox;
 pub mod server;
+pub mod serving_threads;
 pub mod upstream;
 pub mod watch;

@@ -21,37 +21,43 @@ const SANDBOX_SUBACCOUNT: &str = "sandbox_verif8";
 
 fn main() -> Result<(), BoxError> {
     let cli = Cli::parse();
-    // Always an explicit count: tokio would otherwise read TOKIO_WORKER_THREADS
-    // and panic on a malformed value.
-    let workers = cli.worker_threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        |n| n.get(),
-    );
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()?
-        .block_on(run(cli))
-}
-
-async fn run(cli: Cli) -> Result<(), BoxError> {
+    let threads = cli.worker_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)
+    });
     let _flush_logs_on_exit = init_logging(cli.log_format);
     match cli.command {
-        Some(Command::Sandbox(args)) => {
-            let listener = TcpListener::bind(args.listen).await?;
-            tracing::info!(listen = %listener.local_addr()?, "8x8 sandbox serving");
-            let config = SandboxConfig {
-                api_key: args.api_key,
-                public_url: None,
-            };
-            verif8_grpc::sandbox::serve(listener, config, shutdown_signal()).await?;
-        }
-        None => serve(cli.serve).await?,
+        // The sandbox is an ordinary axum server on tokio's multi-threaded
+        // scheduler (an explicit count: tokio would otherwise read
+        // TOKIO_WORKER_THREADS and panic on a malformed value).
+        Some(Command::Sandbox(args)) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.get())
+            .enable_all()
+            .build()?
+            .block_on(run_sandbox(args)),
+        // gRPC connections are served on threads of their own; this one
+        // accepts them and runs the HTTP listener and the embedded sandbox.
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve(cli.serve, threads)),
     }
+}
+
+async fn run_sandbox(args: verif8_grpc::config::SandboxArgs) -> Result<(), BoxError> {
+    let listener = TcpListener::bind(args.listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "8x8 sandbox serving");
+    let config = SandboxConfig {
+        api_key: args.api_key,
+        public_url: None,
+    };
+    verif8_grpc::sandbox::serve(listener, config, shutdown_signal()).await?;
     Ok(())
 }
 
-async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
+async fn serve(
+    args: verif8_grpc::config::ServeArgs,
+    serving_threads: std::num::NonZeroUsize,
+) -> Result<(), BoxError> {
     let choice = args.upstream()?;
     let (upstream, sandbox, default_subaccount) = match choice {
         UpstreamChoice::EmbeddedSandbox => {
@@ -111,6 +117,7 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
             args.idempotency_ttl,
             args.idempotency_capacity,
         )),
+        serving_threads,
     };
     server::serve(listener, http, options, shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -2,13 +2,13 @@
 //! HTTP listener for callback hints, and an orderly shutdown.
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use url::Url;
 
 use crate::api::{SandboxApi, VerificationApi};
@@ -18,6 +18,7 @@ use crate::pb;
 use crate::pb::v1::sandbox_service_server::SandboxServiceServer;
 use crate::pb::v1::verification_service_server::VerificationServiceServer;
 use crate::sandbox::RunningSandbox;
+use crate::serving_threads::{Connections, ServeFn, ServingThreads};
 use crate::upstream::{UpstreamClient, UpstreamConfig};
 use crate::watch::{Hub, WatchConfig};
 
@@ -35,6 +36,8 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Where StartVerification answers are kept by request_id.
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Threads serving gRPC connections (see `serving_threads`).
+    pub serving_threads: NonZeroUsize,
 }
 
 /// HTTP/2 settings, chosen for a service behind a mesh or load balancer:
@@ -60,7 +63,7 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
-    let upstream = UpstreamClient::new(options.upstream)?;
+    let upstream = UpstreamClient::new(options.upstream.clone())?;
     let hub = Hub::new(upstream.clone(), options.watch);
     let callbacks = options
         .public_url
@@ -134,38 +137,83 @@ pub async fn serve(
         })
     });
 
-    let grpc_server = Server::builder()
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .max_connection_age(MAX_CONNECTION_AGE)
-        .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(
-            VerificationServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_optional_service(sandbox_service)
-        .serve_with_incoming_shutdown(
-            // Options on the builder don't reach sockets from a given listener:
-            // Nagle stays off here, or small writes wait ~40 ms for delayed ACKs.
-            TcpIncoming::from(grpc)
-                .with_nodelay(Some(true))
-                .with_keepalive(Some(TCP_KEEPALIVE)),
-            stopping.clone().cancelled_owned(),
-        );
+    let mut threads = ServingThreads::start(options.serving_threads, |index| {
+        // Each thread its own pool of 8x8 connections, driven by its runtime.
+        let api = if index == 0 {
+            api.clone()
+        } else {
+            api.with_upstream(UpstreamClient::new(options.upstream.clone())?)
+        };
+        let routes = Server::builder()
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .max_connection_age(MAX_CONNECTION_AGE)
+            .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE)
+            .add_service(health_service.clone())
+            .add_service(reflection_v1.clone())
+            .add_service(reflection_v1alpha.clone())
+            .add_service(
+                VerificationServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_optional_service(sandbox_service.clone());
+        let stopping = stopping.clone();
+        let serve: ServeFn = Box::new(move |connections: Connections| {
+            Box::pin(async move {
+                routes
+                    .serve_with_incoming_shutdown(connections, stopping.cancelled_owned())
+                    .await
+                    .map_err(BoxError::from)
+            })
+        });
+        Ok(serve)
+    })?;
+    accept_until(&grpc, &mut threads, &stopping).await;
+    // Stop listening at once: new clients are refused, not left hanging.
+    drop(grpc);
     // In-flight calls get the grace period to finish, then the process moves on.
-    let grace_over = async {
-        stopping.cancelled().await;
-        tokio::time::sleep(options.shutdown_grace).await;
-    };
+    let grace_over = tokio::time::sleep(options.shutdown_grace);
     tokio::select! {
-        served = grpc_server => served?,
+        served = threads.finished() => served?,
         _ = grace_over => tracing::warn!("shutdown grace period over with calls still in flight"),
     }
+    threads.abort();
     if let Some(http_server) = http_server {
         http_server.abort();
     }
     Ok(())
+}
+
+/// Accepts gRPC connections and hands them to the serving threads until
+/// `stopping` is cancelled.
+async fn accept_until(
+    listener: &TcpListener,
+    threads: &mut ServingThreads,
+    stopping: &CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopping.cancelled() => return,
+        };
+        let handed = accepted.and_then(|(connection, _)| {
+            configure(&connection)?;
+            threads.hand_over(connection)
+        });
+        if let Err(error) = handed {
+            // E.g. out of file descriptors: pause rather than spin.
+            tracing::warn!(%error, "accepting a gRPC connection failed");
+            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+        }
+    }
+}
+
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Nagle off, or small writes wait ~40 ms for delayed ACKs; TCP keepalive
+/// finds peers that vanished without a FIN.
+fn configure(connection: &TcpStream) -> std::io::Result<()> {
+    connection.set_nodelay(true)?;
+    socket2::SockRef::from(connection)
+        .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE))
 }

@@ -27,15 +27,26 @@ async fn calls_beyond_the_in_flight_limit_are_shed_at_once() {
             .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // A second connection goes to the other serving thread: the limit is the process's.
+    let mut other_thread = common::connect(h.grpc_addr).await;
+    let get = pb::GetSessionRequest {
+        session_id: id.clone(),
+        ..Default::default()
+    };
     let started = Instant::now();
-    let shed = h.get(&id).await.unwrap_err();
+    let shed = other_thread.get_session(get.clone()).await.unwrap_err();
     assert_eq!(shed.code(), Code::ResourceExhausted);
     assert_eq!(reason(&shed), "OVERLOADED");
     assert!(
         started.elapsed() < Duration::from_millis(300),
         "shed without queueing"
     );
+    let shed_here = h.get(&id).await.unwrap_err();
+    assert_eq!(reason(&shed_here), "OVERLOADED");
     assert_eq!(slow.await.unwrap().unwrap_err().code(), Code::Unavailable);
+    // With the slot free again, the other thread calls 8x8 through its own client.
+    let answer = other_thread.get_session(get).await.unwrap().into_inner();
+    assert_eq!(answer.session.expect("a session").session_id, id);
 }
 
 #[tokio::test]

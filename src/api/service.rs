@@ -24,7 +24,7 @@ use crate::watch::{Hub, SessionKey, Source};
 pub struct VerificationApi {
     upstream: UpstreamClient,
     default_subaccount: Option<String>,
-    resend_hints: ResendHints,
+    resend_hints: Arc<ResendHints>,
     hub: Hub,
     /// Set with a public URL: callback hints for sessions without their own callback_url.
     callbacks: Option<Arc<CallbackTokens>>,
@@ -45,11 +45,24 @@ impl VerificationApi {
         Arc::new(VerificationApi {
             upstream,
             default_subaccount,
-            resend_hints: ResendHints::default(),
+            resend_hints: Arc::default(),
             hub,
             callbacks,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             idempotency,
+        })
+    }
+
+    /// The same service, shared state and all, calling 8x8 through `upstream`.
+    pub fn with_upstream(&self, upstream: UpstreamClient) -> Arc<Self> {
+        Arc::new(VerificationApi {
+            upstream,
+            default_subaccount: self.default_subaccount.clone(),
+            resend_hints: self.resend_hints.clone(),
+            hub: self.hub.clone(),
+            callbacks: self.callbacks.clone(),
+            in_flight: self.in_flight.clone(),
+            idempotency: self.idempotency.clone(),
         })
     }
 

@@ -1,0 +1,119 @@
+//! gRPC connections served on a fixed set of threads, each running its own
+//! single-threaded tokio runtime. A connection is handed to one thread, in
+//! turn, and everything its calls spawn stays on that thread: the HTTP/2
+//! connection task, each call's task and its 8x8 connections. tokio's
+//! work-stealing scheduler instead wakes idle workers to look for work and
+//! moves a call's tasks between threads; on the benchmark box that cost a
+//! GetSession ~1.4 extra context switches and 10–25 % more CPU
+//! (BENCHMARKS.md). Threads still run in parallel across connections.
+
+use std::future::Future;
+use std::net::TcpStream as StdTcpStream;
+use std::num::NonZeroUsize;
+use std::pin::Pin;
+
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::server::BoxError;
+
+/// The connections one thread is given, registered with its own runtime.
+pub type Connections = BoxStream<'static, std::io::Result<TcpStream>>;
+
+/// What a serving thread runs: serve the connections until they end or the
+/// server's shutdown signal drains them.
+pub type ServeFn =
+    Box<dyn FnOnce(Connections) -> Pin<Box<dyn Future<Output = Result<(), BoxError>>>> + Send>;
+
+pub struct ServingThreads {
+    handoff: Vec<mpsc::UnboundedSender<StdTcpStream>>,
+    next: usize,
+    finished: Vec<oneshot::Receiver<Result<(), BoxError>>>,
+    /// Ends every thread's serving at once, dropping its connections.
+    abort: CancellationToken,
+}
+
+impl ServingThreads {
+    /// Starts `count` threads; `make_serve(i)` builds thread `i`'s work.
+    pub fn start(
+        count: NonZeroUsize,
+        mut make_serve: impl FnMut(usize) -> Result<ServeFn, BoxError>,
+    ) -> Result<Self, BoxError> {
+        let abort = CancellationToken::new();
+        let mut handoff = Vec::new();
+        let mut finished = Vec::new();
+        for index in 0..count.get() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let serve = make_serve(index)?;
+            let (give, given) = mpsc::unbounded_channel::<StdTcpStream>();
+            let (done, finish) = oneshot::channel();
+            let abort = abort.clone();
+            std::thread::Builder::new()
+                .name(format!("grpc-serving-{index}"))
+                .spawn(move || {
+                    let served = runtime.block_on(async move {
+                        let connections =
+                            tokio_stream::wrappers::UnboundedReceiverStream::new(given)
+                                // Registers the socket with this thread's runtime.
+                                .map(TcpStream::from_std)
+                                .boxed();
+                        tokio::select! {
+                            served = serve(connections) => served,
+                            _ = abort.cancelled() => Ok(()),
+                        }
+                    });
+                    // Dropping the runtime here ends whatever it still runs.
+                    let _ = done.send(served);
+                })?;
+            handoff.push(give);
+            finished.push(finish);
+        }
+        Ok(ServingThreads {
+            handoff,
+            next: 0,
+            finished,
+            abort,
+        })
+    }
+
+    /// Gives an accepted connection to the next thread in turn.
+    pub fn hand_over(&mut self, connection: TcpStream) -> std::io::Result<()> {
+        // Leaves this runtime's reactor; non-blocking mode stays set.
+        let connection = connection.into_std()?;
+        let thread = self.next % self.handoff.len();
+        self.next = self.next.wrapping_add(1);
+        // A thread that has stopped has dropped its receiver: the connection closes.
+        let _ = self.handoff[thread].send(connection);
+        Ok(())
+    }
+
+    /// Waits for every thread to finish serving; the first error, if any.
+    pub async fn finished(&mut self) -> Result<(), BoxError> {
+        let mut outcome = Ok(());
+        for finish in &mut self.finished {
+            let served = finish
+                .await
+                .unwrap_or_else(|_| Err("a gRPC serving thread panicked".into()));
+            if outcome.is_ok() {
+                outcome = served;
+            }
+        }
+        outcome
+    }
+
+    /// Stops every thread now, closing the connections it still holds.
+    pub fn abort(&self) {
+        self.abort.cancel();
+    }
+}
+
+impl Drop for ServingThreads {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
