@@ -1,5 +1,6 @@
-//! Wiring: the gRPC router with health, reflection and our services, the
-//! HTTP listener for callback hints, and an orderly shutdown.
+//! Wiring: the gRPC services (ours, health, reflection) on the serving
+//! threads, the accept loop that feeds them, the HTTP listener for metrics
+//! and callback hints, and an orderly shutdown.
 
 use std::future::Future;
 use std::num::NonZeroUsize;
