@@ -117,3 +117,57 @@ impl Drop for ServingThreads {
         self.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each thread reports, per connection it is given, its index and the
+    /// name of the thread its work runs on.
+    fn reporting(
+        seen: mpsc::UnboundedSender<(usize, String)>,
+    ) -> impl FnMut(usize) -> Result<ServeFn, BoxError> {
+        move |index| {
+            let seen = seen.clone();
+            let serve: ServeFn = Box::new(move |mut connections: Connections| {
+                Box::pin(async move {
+                    while let Some(connection) = connections.next().await {
+                        connection?;
+                        let thread = std::thread::current().name().unwrap_or("").to_owned();
+                        let _ = seen.send((index, thread));
+                    }
+                    Ok(())
+                })
+            });
+            Ok(serve)
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_go_to_the_threads_in_turn_and_are_served_there() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        let mut threads =
+            ServingThreads::start(NonZeroUsize::new(2).unwrap(), reporting(seen_tx)).unwrap();
+        let mut clients = Vec::new();
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            clients.push(TcpStream::connect(address).await.unwrap());
+            let (accepted, _) = listener.accept().await.unwrap();
+            threads.hand_over(accepted).unwrap();
+            order.push(seen.recv().await.unwrap());
+        }
+        let expected: Vec<(usize, String)> = [0, 1, 0, 1]
+            .into_iter()
+            .map(|index| (index, format!("grpc-serving-{index}")))
+            .collect();
+        assert_eq!(order, expected);
+
+        threads.abort();
+        tokio::time::timeout(std::time::Duration::from_secs(5), threads.finished())
+            .await
+            .expect("the threads stop when aborted")
+            .unwrap();
+    }
+}
