@@ -3,9 +3,10 @@
 //! turn, and everything its calls spawn stays on that thread: the HTTP/2
 //! connection task, each call's task and its 8x8 connections. tokio's
 //! work-stealing scheduler instead wakes idle workers to look for work and
-//! moves a call's tasks between threads; on the benchmark box that cost a
-//! GetSession ~1.4 extra context switches and 10–25 % more CPU
-//! (BENCHMARKS.md). Threads still run in parallel across connections.
+//! moves a call's tasks between threads: on the benchmark box a GetSession
+//! took 3.4 context switches instead of 2, and serving threads cut the
+//! facade's CPU per call by 20–30 % at concurrency 64 (BENCHMARKS.md).
+//! Threads still run in parallel across connections.
 
 use std::future::Future;
 use std::net::TcpStream as StdTcpStream;
