@@ -21,6 +21,7 @@ use crate::pb::v1::verification_service_server::VerificationService;
 use crate::upstream::{CallPolicy, Channel, SessionInfo, SessionStatus, UpstreamClient};
 use crate::watch::{Hub, SessionKey, Source};
 
+#[derive(Clone)]
 pub struct VerificationApi {
     upstream: UpstreamClient,
     default_subaccount: Option<String>,
@@ -57,12 +58,7 @@ impl VerificationApi {
     pub fn with_upstream(&self, upstream: UpstreamClient) -> Arc<Self> {
         Arc::new(VerificationApi {
             upstream,
-            default_subaccount: self.default_subaccount.clone(),
-            resend_hints: self.resend_hints.clone(),
-            hub: self.hub.clone(),
-            callbacks: self.callbacks.clone(),
-            in_flight: self.in_flight.clone(),
-            idempotency: self.idempotency.clone(),
+            ..self.clone()
         })
     }
 
