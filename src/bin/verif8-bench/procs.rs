@@ -228,8 +228,8 @@ impl Proc {
         }
     }
 
-    /// User plus system CPU time so far (/proc/PID/stat utime + stime).
-    pub fn cpu(&self, env: &Env) -> Result<Duration, BoxError> {
+    /// User and system CPU time so far (/proc/PID/stat utime, stime).
+    pub fn cpu(&self, env: &Env) -> Result<CpuTime, BoxError> {
         cpu_of(&format!("/proc/{}/stat", self.pid), env.clk_tck)
     }
 
@@ -274,7 +274,7 @@ impl Drop for Proc {
 }
 
 /// CPU time of this benchmark process itself (the load generator).
-pub fn own_cpu(env: &Env) -> Result<Duration, BoxError> {
+pub fn own_cpu(env: &Env) -> Result<CpuTime, BoxError> {
     cpu_of("/proc/self/stat", env.clk_tck)
 }
 
@@ -305,7 +305,37 @@ fn schedstat_sum(task_dir: &str, field: usize) -> Result<u64, BoxError> {
     Ok(sum)
 }
 
-fn cpu_of(stat_path: &str, clk_tck: f64) -> Result<Duration, BoxError> {
+/// CPU seconds spent in user space and in the kernel.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct CpuTime {
+    pub user: f64,
+    pub system: f64,
+}
+
+impl CpuTime {
+    pub fn total(self) -> f64 {
+        self.user + self.system
+    }
+}
+
+impl std::ops::Sub for CpuTime {
+    type Output = CpuTime;
+    fn sub(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user - earlier.user,
+            system: self.system - earlier.system,
+        }
+    }
+}
+
+impl std::ops::AddAssign for CpuTime {
+    fn add_assign(&mut self, other: CpuTime) {
+        self.user += other.user;
+        self.system += other.system;
+    }
+}
+
+fn cpu_of(stat_path: &str, clk_tck: f64) -> Result<CpuTime, BoxError> {
     let stat = std::fs::read_to_string(stat_path)?;
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = stat
@@ -316,7 +346,10 @@ fn cpu_of(stat_path: &str, clk_tck: f64) -> Result<Duration, BoxError> {
     // utime and stime are fields 14 and 15 of stat; `rest` starts at field 3.
     let utime: u64 = fields.get(11).ok_or("no utime")?.parse()?;
     let stime: u64 = fields.get(12).ok_or("no stime")?.parse()?;
-    Ok(Duration::from_secs_f64((utime + stime) as f64 / clk_tck))
+    Ok(CpuTime {
+        user: utime as f64 / clk_tck,
+        system: stime as f64 / clk_tck,
+    })
 }
 
 /// With `--pin`: the CPU of the facade, and the CPU of the sandbox and this load generator.

@@ -15,7 +15,7 @@ use crate::BoxError;
 use crate::client::{self, Client};
 use crate::inside::{self, Inside};
 use crate::load::{Caller, Path, Samples, drive};
-use crate::procs::{Env, Proc, own_cpu};
+use crate::procs::{CpuTime, Env, Proc, own_cpu};
 use crate::report::{Bound, Report, num, percentile, sorted};
 
 pub struct Options {
@@ -34,9 +34,9 @@ struct Tally {
     errors: u64,
     seconds: f64,
     latencies_us: Vec<f64>,
-    facade_cpu: f64,
-    sandbox_cpu: f64,
-    client_cpu: f64,
+    facade_cpu: CpuTime,
+    sandbox_cpu: CpuTime,
+    client_cpu: CpuTime,
     facade_switches: u64,
     sandbox_switches: u64,
     /// The facade's own latency sums for the window (GetSession only); None without /metrics.
@@ -74,6 +74,16 @@ impl Tally {
     /// CPU seconds per request, in µs.
     fn per_request_us(&self, cpu_seconds: f64) -> f64 {
         cpu_seconds * 1e6 / self.requests as f64
+    }
+
+    /// "18.6 µs (user 12.3, system 5.4)": where a process spends its CPU per request.
+    fn cpu_shown(&self, cpu: CpuTime) -> String {
+        format!(
+            "{:.1} µs (user {:.1}, sys {:.1})",
+            self.per_request_us(cpu.total()),
+            self.per_request_us(cpu.user),
+            self.per_request_us(cpu.system)
+        )
     }
 
     fn per_request(&self, count: u64) -> f64 {
@@ -210,9 +220,9 @@ async fn measure(setup: &Setup<'_>, path: Path, concurrency: usize) -> Result<Ta
             .zip(inside_before)
             .map(|(after, before)| after.since(before)),
         seconds: (end - start).as_secs_f64(),
-        facade_cpu: (after.0 - before.0).as_secs_f64(),
-        sandbox_cpu: (after.1 - before.1).as_secs_f64(),
-        client_cpu: (after.2 - before.2).as_secs_f64(),
+        facade_cpu: after.0 - before.0,
+        sandbox_cpu: after.1 - before.1,
+        client_cpu: after.2 - before.2,
         facade_switches: switches_after.0.saturating_sub(switches_before.0),
         sandbox_switches: switches_after.1.saturating_sub(switches_before.1),
         ..Tally::default()
@@ -244,11 +254,11 @@ fn report(options: &Options, tallies: &BTreeMap<(usize, Path), Tally>) -> Report
         p99.insert((*concurrency, *path), p99_us);
         let key = format!("{}_c{concurrency}", path.key());
         let mut shown = format!(
-            "{:>8.0} req/s  p50 {:>6.0} µs  p99 {:>6.0} µs  CPU/req: sandbox {:.1} µs",
+            "{:>8.0} req/s  p50 {:>6.0} µs  p99 {:>6.0} µs  CPU/req: sandbox {}",
             tally.rps(),
             p50_us,
             p99_us,
-            tally.per_request_us(tally.sandbox_cpu),
+            tally.cpu_shown(tally.sandbox_cpu),
         );
         let mut figure = json!({
             "requests": tally.requests,
@@ -256,22 +266,21 @@ fn report(options: &Options, tallies: &BTreeMap<(usize, Path), Tally>) -> Report
             "rps": num(tally.rps()),
             "p50_us": num(p50_us),
             "p99_us": num(p99_us),
-            "sandbox_cpu_us_per_req": num(tally.per_request_us(tally.sandbox_cpu)),
-            "client_cpu_us_per_req": num(tally.per_request_us(tally.client_cpu)),
+            "sandbox_cpu_us_per_req": num(tally.per_request_us(tally.sandbox_cpu.total())),
+            "sandbox_user_cpu_us_per_req": num(tally.per_request_us(tally.sandbox_cpu.user)),
+            "client_cpu_us_per_req": num(tally.per_request_us(tally.client_cpu.total())),
             "sandbox_switches_per_req": num(tally.per_request(tally.sandbox_switches)),
         });
         figure["mean_us"] = num(tally.mean_us());
         if *path != Path::Direct {
-            shown.push_str(&format!(
-                ", facade {:.1} µs",
-                tally.per_request_us(tally.facade_cpu)
-            ));
-            figure["facade_cpu_us_per_rpc"] = num(tally.per_request_us(tally.facade_cpu));
+            shown.push_str(&format!(", facade {}", tally.cpu_shown(tally.facade_cpu)));
+            figure["facade_cpu_us_per_rpc"] = num(tally.per_request_us(tally.facade_cpu.total()));
+            figure["facade_user_cpu_us_per_rpc"] = num(tally.per_request_us(tally.facade_cpu.user));
             figure["facade_switches_per_rpc"] = num(tally.per_request(tally.facade_switches));
         }
         shown.push_str(&format!(
             ", client {:.1} µs; switches/req: sandbox {:.2}",
-            tally.per_request_us(tally.client_cpu),
+            tally.per_request_us(tally.client_cpu.total()),
             tally.per_request(tally.sandbox_switches)
         ));
         if *path != Path::Direct {
@@ -335,14 +344,14 @@ fn report(options: &Options, tallies: &BTreeMap<(usize, Path), Tally>) -> Report
         let facade = get(concurrency, Path::Facade);
         report.target(
             name,
-            facade.facade_cpu / facade.sandbox_cpu,
+            facade.facade_cpu.total() / facade.sandbox_cpu.total(),
             Bound::AtMost,
             1.5,
             "x sandbox CPU/req",
         );
     }
     report.note(
-        "CPU from /proc/PID/stat utime+stime; the sandbox's CPU per request is taken while it \
+        "CPU from /proc/PID/stat utime+stime (user, sys: each alone); the sandbox's CPU per request is taken while it \
          serves the facade's GETs (same requests, same window); switches = times a thread was \
          put on a CPU (/proc/PID/task/*/schedstat)",
     );
