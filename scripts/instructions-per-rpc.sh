@@ -1,22 +1,20 @@
 #!/usr/bin/env bash
-# Instructions (user and kernel) per GetSession at concurrency 64, for the
-# facade and for the sandbox serving it, counted by `perf stat` over 4 s of
-# the harness's `unary` c=64 facade phase. Counts, unlike CPU seconds, hardly
-# move when other work shares the machine, so A/B comparisons of two builds
-# are meaningful here where `verif8-bench` times are noisy.
+# Instructions per GetSession at concurrency 64, for the facade and for the
+# sandbox serving it, counted over a few seconds of the harness's `unary` c=64
+# facade phase. Counts, unlike CPU seconds, hardly move when other work shares
+# the machine, so A/B comparisons of two builds are meaningful here where
+# `verif8-bench` times are noisy.
 #
 #   scripts/instructions-per-rpc.sh [FACADE_BIN] [extra verif8-bench options]
 #
-# Needs perf (linux-perf) allowed to attach to the children, and hardware
-# counters: some VMs have none (perf says "<not supported>"); there, count
-# user-space instructions with callgrind instead (BENCHMARKS.md, "Notes on
-# method"). Run it on a release build (cargo build --release --bins).
+# With hardware counters, `perf stat` counts user and kernel instructions of
+# the processes running at full speed. Without them (many VMs: perf says
+# "<not supported>"), or with COUNTER=callgrind, both processes run under
+# `valgrind --tool=callgrind` with instrumentation switched on only for the
+# window: user-space instructions only, and a `rep movsb` copy counts one per
+# byte, so compare callgrind counts only with callgrind counts.
+# Run it on a release build (cargo build --release --bins).
 set -euo pipefail
-
-if perf stat -x, -e instructions:u -- true 2>&1 | grep -q 'not supported'; then
-  echo "perf cannot count instructions here (no hardware counters in this VM)" >&2
-  exit 2
-fi
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bench="$root/target/release/verif8-bench"
@@ -25,10 +23,29 @@ shift || true
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-"$bench" unary --unary-secs 8 --unary-rounds 1 --facade-bin "$facade_bin" "$@" >"$work/bench.log" 2>&1 &
+counter="${COUNTER:-perf}"
+if [[ $counter == perf ]] && perf stat -x, -e instructions:u -- true 2>&1 | grep -q 'not supported'; then
+  echo "perf cannot count instructions here (no hardware counters); counting with callgrind" >&2
+  counter=callgrind
+fi
+window=4
+launched="$facade_bin"
+if [[ $counter == callgrind ]]; then
+  window=3
+  launched="$work/under-callgrind"
+  # The harness starts both the sandbox and the facade from this binary.
+  cat >"$launched" <<EOF
+#!/bin/sh
+exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$work/callgrind.%p "$facade_bin" "\$@"
+EOF
+  chmod +x "$launched"
+fi
+
+"$bench" unary --unary-secs 8 --unary-rounds 1 --facade-bin "$launched" "$@" >"$work/bench.log" 2>&1 &
 bench_pid=$!
-# Phases run c=1 direct/facade/health, then c=64 direct, then c=64 facade.
-until grep -q "c=64 direct" "$work/bench.log"; do
+# Phases run c=1 direct/facade/health, then c=64 direct, then c=64 facade; the
+# "c=64 direct:" line is printed as the facade phase starts.
+until grep -q "c=64 direct:" "$work/bench.log"; do
   kill -0 "$bench_pid" 2>/dev/null || { cat "$work/bench.log"; exit 1; }
   sleep 0.2
 done
@@ -41,18 +58,39 @@ rpcs() {
 }
 
 sleep 1 # past the phase's warm-up
-before=$(rpcs)
-perf stat -x, -e instructions:u,instructions:k -p "$facade_pid" -o "$work/facade" -- sleep 4 &
-perf stat -x, -e instructions:u,instructions:k -p "$sandbox_pid" -o "$work/sandbox" -- sleep 4
-wait %2 2>/dev/null || true
-after=$(rpcs)
-wait "$bench_pid" || true
+if [[ $counter == callgrind ]]; then
+  callgrind_control -i on "$facade_pid" >/dev/null 2>&1
+  callgrind_control -i on "$sandbox_pid" >/dev/null 2>&1
+  before=$(rpcs)
+  sleep "$window"
+  after=$(rpcs)
+  callgrind_control -i off "$facade_pid" >/dev/null 2>&1
+  callgrind_control -i off "$sandbox_pid" >/dev/null 2>&1
+  callgrind_control -d "$facade_pid" >/dev/null 2>&1
+  callgrind_control -d "$sandbox_pid" >/dev/null 2>&1
+  wait "$bench_pid" || true
+  total() { callgrind_annotate "$work/callgrind.$1.1" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'; }
+  fu=$(total "$facade_pid") fk=0
+  su=$(total "$sandbox_pid") sk=0
+else
+  before=$(rpcs)
+  perf stat -x, -e instructions:u,instructions:k -p "$facade_pid" -o "$work/facade" -- sleep "$window" &
+  perf stat -x, -e instructions:u,instructions:k -p "$sandbox_pid" -o "$work/sandbox" -- sleep "$window"
+  wait %2 2>/dev/null || true
+  after=$(rpcs)
+  wait "$bench_pid" || true
+  count() { awk -F, -v event="$2" '$3 == event {print $1}' "$work/$1"; }
+  fu=$(count facade instructions:u) fk=$(count facade instructions:k)
+  su=$(count sandbox instructions:u) sk=$(count sandbox instructions:k)
+fi
 
-count() { awk -F, -v event="$2" '$3 == event {print $1}' "$work/$1"; }
 n=$((after - before))
-fu=$(count facade instructions:u) fk=$(count facade instructions:k)
-su=$(count sandbox instructions:u) sk=$(count sandbox instructions:k)
-echo "GetSession RPCs counted: $n (facade binary $facade_bin)"
-echo "facade  instructions per RPC:     user $((fu / n))  kernel $((fk / n))  total $(((fu + fk) / n))"
-echo "sandbox instructions per request: user $((su / n))  kernel $((sk / n))  total $(((su + sk) / n))"
+echo "GetSession RPCs counted: $n over ${window} s, by $counter (facade binary $facade_bin)"
+if [[ $counter == callgrind ]]; then
+  echo "facade  instructions per RPC:     user $((fu / n))  (kernel not counted)"
+  echo "sandbox instructions per request: user $((su / n))  (kernel not counted)"
+else
+  echo "facade  instructions per RPC:     user $((fu / n))  kernel $((fk / n))  total $(((fu + fk) / n))"
+  echo "sandbox instructions per request: user $((su / n))  kernel $((sk / n))  total $(((su + sk) / n))"
+fi
 awk -v f=$((fu + fk)) -v s=$((su + sk)) 'BEGIN {printf "facade / sandbox: %.2f\n", f / s}'
