@@ -63,7 +63,8 @@ struct Metrics {
     pending_channels: Mutex<HashMap<String, &'static str>>,
 }
 
-/// Sessions remembered for the conversion count; past it the oldest are forgotten.
+/// Sessions remembered for the conversion count; when it is reached all are
+/// forgotten at once (a bound on memory; those sessions' VERIFIED goes uncounted).
 const PENDING_CAPACITY: usize = 100_000;
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
