@@ -306,7 +306,7 @@ fn schedstat_sum(task_dir: &str, field: usize) -> Result<u64, BoxError> {
 }
 
 /// CPU seconds spent in user space and in the kernel.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct CpuTime {
     pub user: f64,
     pub system: f64,

@@ -76,7 +76,7 @@ impl Tally {
         cpu_seconds * 1e6 / self.requests as f64
     }
 
-    /// "18.6 µs (user 12.3, system 5.4)": where a process spends its CPU per request.
+    /// "18.6 µs (user 12.3, sys 5.4)": a process's CPU per request, and where it went.
     fn cpu_shown(&self, cpu: CpuTime) -> String {
         format!(
             "{:.1} µs (user {:.1}, sys {:.1})",
@@ -351,9 +351,9 @@ fn report(options: &Options, tallies: &BTreeMap<(usize, Path), Tally>) -> Report
         );
     }
     report.note(
-        "CPU from /proc/PID/stat utime+stime (user, sys: each alone); the sandbox's CPU per request is taken while it \
-         serves the facade's GETs (same requests, same window); switches = times a thread was \
-         put on a CPU (/proc/PID/task/*/schedstat)",
+        "CPU from /proc/PID/stat utime+stime (user and sys also shown apart); the sandbox's CPU \
+         per request is taken while it serves the facade's GETs (same requests, same window); \
+         switches = times a thread was put on a CPU (/proc/PID/task/*/schedstat)",
     );
     report
 }
