@@ -8,8 +8,8 @@
 #   scripts/instructions-per-rpc.sh [FACADE_BIN] [extra verif8-bench options]
 #
 # With hardware counters, `perf stat` counts user and kernel instructions of
-# the processes running at full speed. Without them (many VMs: perf says
-# "<not supported>"), or with COUNTER=callgrind, both processes run under
+# the processes running at full speed. Without perf or without counters (many
+# VMs: perf says "<not supported>"), or with COUNTER=callgrind, both processes run under
 # `valgrind --tool=callgrind` with instrumentation switched on only for the
 # window: user-space instructions only, and a `rep movsb` copy counts one per
 # byte, so compare callgrind counts only with callgrind counts.
@@ -24,8 +24,9 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 counter="${COUNTER:-perf}"
-if [[ $counter == perf ]] && perf stat -x, -e instructions:u -- true 2>&1 | grep -q 'not supported'; then
-  echo "perf cannot count instructions here (no hardware counters); counting with callgrind" >&2
+if [[ $counter == perf ]] && { ! command -v perf >/dev/null ||
+  perf stat -x, -e instructions:u -- true 2>&1 | grep -q 'not supported'; }; then
+  echo "perf cannot count instructions here (not installed, or no hardware counters); counting with callgrind" >&2
   counter=callgrind
 fi
 window=4
