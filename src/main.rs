@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 use verif8_grpc::config::{Cli, Command, LogFormat, UpstreamChoice};
 use verif8_grpc::idempotency::MemoryStore;
 use verif8_grpc::log_sink::{BatchedWriter, FlushGuard};
+use verif8_grpc::log_time::UtcMicros;
 use verif8_grpc::sandbox::{Sandbox, SandboxConfig};
 use verif8_grpc::server::{self, BoxError, ServerOptions};
 use verif8_grpc::upstream::{ApiKeys, UpstreamConfig};
@@ -133,6 +134,7 @@ fn init_logging(format: LogFormat) -> FlushGuard {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        .with_timer(UtcMicros)
         .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Plain => builder.init(),
