@@ -1,6 +1,8 @@
 //! A verification session as the rest of the service sees it, decoded from
 //! whichever JSON shape 8x8 answered with.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::wire::SessionBody;
@@ -20,13 +22,15 @@ impl SessionStatus {
     }
 
     fn parse(text: &str) -> Option<Self> {
-        match text.trim().to_ascii_uppercase().as_str() {
-            "WAITING" => Some(SessionStatus::Waiting),
-            "VERIFIED" => Some(SessionStatus::Verified),
-            "FAILED" => Some(SessionStatus::Failed),
-            "EXPIRED" => Some(SessionStatus::Expired),
-            _ => None,
-        }
+        let text = text.trim();
+        [
+            ("WAITING", SessionStatus::Waiting),
+            ("VERIFIED", SessionStatus::Verified),
+            ("FAILED", SessionStatus::Failed),
+            ("EXPIRED", SessionStatus::Expired),
+        ]
+        .into_iter()
+        .find_map(|(name, status)| text.eq_ignore_ascii_case(name).then_some(status))
     }
 }
 
@@ -53,6 +57,7 @@ impl SessionInfo {
         let session_id = body
             .session_id
             .filter(|id| !id.is_empty())
+            .map(Cow::into_owned)
             .or_else(|| fallback_id.map(str::to_owned))
             .ok_or("session JSON without sessionId")?;
         let status = body
@@ -70,8 +75,12 @@ impl SessionInfo {
         };
         Ok(SessionInfo {
             session_id,
-            verify_uri: body.verify_uri.unwrap_or_default(),
-            destination: body.destination.map(with_plus).unwrap_or_default(),
+            verify_uri: body.verify_uri.map(Cow::into_owned).unwrap_or_default(),
+            destination: body
+                .destination
+                .as_deref()
+                .map(with_plus)
+                .unwrap_or_default(),
             status,
             attempt,
             expires_at: parse_optional_time(body.expires_at.as_deref(), "expiresAt")?,
@@ -79,12 +88,13 @@ impl SessionInfo {
             verification_url: body
                 .sma
                 .and_then(|sma| sma.verification_url)
-                .filter(|url| !url.is_empty()),
+                .filter(|url| !url.is_empty())
+                .map(Cow::into_owned),
         })
     }
 }
 
-fn with_plus(destination: String) -> String {
+fn with_plus(destination: &str) -> String {
     let trimmed = destination.trim();
     if trimmed.is_empty() || trimmed.starts_with('+') {
         trimmed.to_owned()

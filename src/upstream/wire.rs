@@ -1,6 +1,8 @@
 //! 8x8's JSON: what we send (camelCase, absent fields omitted so 8x8's own
 //! defaults apply) and what we accept back (every documented shape).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Deserializer, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -132,30 +134,45 @@ pub struct SmaCoverageRequest {
 /// A session as 8x8 answers it. The docs show several generations of this
 /// object (`sessionId`/`sessionID`/`uid`, `verifyUri`/`resourceUri`,
 /// `retryAfter`/`nextSmsAfter`, destination as a string or a number), so
-/// every spelling is accepted.
+/// every spelling is accepted. Text borrows from the body where it can: most
+/// fields are parsed further, not kept.
 #[derive(Debug, Deserialize)]
-pub(crate) struct SessionBody {
+pub(crate) struct SessionBody<'a> {
     #[serde(alias = "sessionID", alias = "uid")]
-    #[serde(rename = "sessionId")]
-    pub session_id: Option<String>,
-    #[serde(rename = "verifyUri", alias = "resourceUri")]
-    pub verify_uri: Option<String>,
-    #[serde(default, deserialize_with = "string_or_number")]
-    pub destination: Option<String>,
-    pub status: Option<String>,
-    #[serde(default, deserialize_with = "string_or_number")]
-    pub attempt: Option<String>,
-    #[serde(rename = "expiresAt")]
-    pub expires_at: Option<String>,
-    #[serde(rename = "retryAfter", alias = "nextSmsAfter")]
-    pub retry_after: Option<String>,
-    pub sma: Option<SmaBody>,
+    #[serde(rename = "sessionId", default, borrow, deserialize_with = "text")]
+    pub session_id: Option<Cow<'a, str>>,
+    #[serde(
+        rename = "verifyUri",
+        alias = "resourceUri",
+        default,
+        borrow,
+        deserialize_with = "text"
+    )]
+    pub verify_uri: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "string_or_number")]
+    pub destination: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "text")]
+    pub status: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "string_or_number")]
+    pub attempt: Option<Cow<'a, str>>,
+    #[serde(rename = "expiresAt", default, borrow, deserialize_with = "text")]
+    pub expires_at: Option<Cow<'a, str>>,
+    #[serde(
+        rename = "retryAfter",
+        alias = "nextSmsAfter",
+        default,
+        borrow,
+        deserialize_with = "text"
+    )]
+    pub retry_after: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub sma: Option<SmaBody<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct SmaBody {
-    #[serde(rename = "verificationUrl")]
-    pub verification_url: Option<String>,
+pub(crate) struct SmaBody<'a> {
+    #[serde(rename = "verificationUrl", default, borrow, deserialize_with = "text")]
+    pub verification_url: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,41 +183,53 @@ pub(crate) struct CoverageBody {
 
 /// 8x8's error body: `{"code", "message", "errorId", "timestamp"}`.
 #[derive(Debug, Deserialize)]
-pub(crate) struct ErrorBody {
-    #[serde(default, deserialize_with = "string_or_number")]
-    pub code: Option<String>,
+pub(crate) struct ErrorBody<'a> {
+    #[serde(default, borrow, deserialize_with = "string_or_number")]
+    pub code: Option<Cow<'a, str>>,
     pub message: Option<String>,
     #[serde(rename = "errorId")]
     pub error_id: Option<String>,
 }
 
+/// A JSON string (or null) that borrows from the body unless it holds
+/// escapes: serde's own `Option<Cow<str>>` always copies.
+fn text<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+    Ok(Option::<Text>::deserialize(de)?.map(|Text(text)| text))
+}
+
 /// Accepts a JSON string or number (or null) as text. A visitor rather than
 /// an untagged enum: that one buffers the value and builds an error message
 /// for every number before trying the second variant.
-fn string_or_number<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+fn string_or_number<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Cow<'de, str>>, D::Error> {
     struct Loose;
 
     impl<'de> serde::de::Visitor<'de> for Loose {
-        type Value = Option<String>;
+        type Value = Option<Cow<'de, str>>;
 
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a string, a number or null")
         }
+        fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(text)))
+        }
         fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
-            Ok(Some(text.to_owned()))
+            Ok(Some(Cow::Owned(text.to_owned())))
         }
         fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
-            Ok(Some(text))
+            Ok(Some(Cow::Owned(text)))
         }
         fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<Self::Value, E> {
-            Ok(Some(number.to_string()))
+            Ok(Some(Cow::Owned(number.to_string())))
         }
         fn visit_i64<E: serde::de::Error>(self, number: i64) -> Result<Self::Value, E> {
-            Ok(Some(number.to_string()))
+            Ok(Some(Cow::Owned(number.to_string())))
         }
         fn visit_f64<E: serde::de::Error>(self, number: f64) -> Result<Self::Value, E> {
             // serde_json's own formatting, as a JSON number reads back.
-            Ok(serde_json::Number::from_f64(number).map(|n| n.to_string()))
+            Ok(serde_json::Number::from_f64(number).map(|n| Cow::Owned(n.to_string())))
         }
         fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)
@@ -223,7 +252,9 @@ mod tests {
 
     #[test]
     fn loose_text_fields_take_strings_numbers_and_null_only() {
-        let code = |json: &str| serde_json::from_str::<ErrorBody>(json).map(|body| body.code);
+        let code = |json: &str| {
+            serde_json::from_str::<ErrorBody>(json).map(|body| body.code.map(Cow::into_owned))
+        };
         assert_eq!(code(r#"{"code":"1002"}"#).unwrap().as_deref(), Some("1002"));
         assert_eq!(code(r#"{"code":1002}"#).unwrap().as_deref(), Some("1002"));
         assert_eq!(code(r#"{"code":-7}"#).unwrap().as_deref(), Some("-7"));
@@ -232,6 +263,22 @@ mod tests {
         assert_eq!(code("{}").unwrap(), None);
         assert!(code(r#"{"code":true}"#).is_err());
         assert!(code(r#"{"code":{"n":1}}"#).is_err());
+    }
+
+    #[test]
+    fn session_text_is_borrowed_unless_escaped() {
+        let body: SessionBody = serde_json::from_slice(
+            br#"{"sessionId":"a\u0042c","status":"WAITING","destination":"6598765432","expiresAt":null}"#,
+        )
+        .unwrap();
+        assert!(matches!(body.status, Some(Cow::Borrowed("WAITING"))));
+        assert!(matches!(
+            body.destination,
+            Some(Cow::Borrowed("6598765432"))
+        ));
+        assert!(matches!(&body.session_id, Some(Cow::Owned(id)) if id == "aBc"));
+        assert!(body.expires_at.is_none() && body.retry_after.is_none());
+        assert!(serde_json::from_slice::<SessionBody>(br#"{"status":5}"#).is_err());
     }
 
     #[test]
