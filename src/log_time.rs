@@ -1,7 +1,7 @@
 //! Log timestamps in tracing-subscriber's own format (RFC 3339, UTC,
 //! microseconds: `2026-12-01T19:40:02.123456Z`), with the date and time of
 //! day formatted once per second per thread: through `fmt` on every line
-//! they were a fifth of the per-RPC log line's cost (BENCHMARKS.md).
+//! they were a quarter of the per-RPC log line's cost (BENCHMARKS.md).
 
 use std::cell::RefCell;
 use std::fmt::{self, Write};
