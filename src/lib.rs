@@ -2,6 +2,7 @@ pub mod api;
 pub mod callbacks;
 pub mod codec;
 pub mod config;
+pub mod grpc_router;
 pub mod idempotency;
 pub mod log_sink;
 pub mod log_time;

@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::api::{SandboxApi, VerificationApi};
 use crate::callbacks::{self, CallbackTokens};
+use crate::grpc_router::GrpcRouter;
 use crate::idempotency::IdempotencyStore;
 use crate::pb;
 use crate::pb::v1::sandbox_service_server::SandboxServiceServer;
@@ -145,24 +146,25 @@ pub async fn serve(
         } else {
             api.with_upstream(UpstreamClient::new(options.upstream.clone())?)
         };
-        let routes = Server::builder()
+        let server = Server::builder()
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .max_connection_age(MAX_CONNECTION_AGE)
-            .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE)
-            .add_service(health_service.clone())
-            .add_service(reflection_v1.clone())
-            .add_service(reflection_v1alpha.clone())
+            .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE);
+        let router = GrpcRouter::default()
             .add_service(
                 VerificationServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES),
             )
+            .add_service(health_service.clone())
+            .add_service(reflection_v1.clone())
+            .add_service(reflection_v1alpha.clone())
             .add_optional_service(sandbox_service.clone());
         let stopping = stopping.clone();
         let serve: ServeFn = Box::new(move |connections: Connections| {
             Box::pin(async move {
-                routes
-                    .serve_with_incoming_shutdown(connections, stopping.cancelled_owned())
+                server
+                    .serve_with_incoming_shutdown(router, connections, stopping.cancelled_owned())
                     .await
                     .map_err(BoxError::from)
             })
