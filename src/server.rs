@@ -84,14 +84,29 @@ pub async fn serve(
         .set_serving::<VerificationServiceServer<Arc<VerificationApi>>>()
         .await;
 
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    // Reflection lists what this replica serves: SandboxService is in the
+    // descriptors either way but only served in sandbox mode.
+    let mut served = vec![
+        pb::v1::verification_service_server::SERVICE_NAME,
+        tonic_health::pb::health_server::SERVICE_NAME,
+    ];
+    if options.sandbox.is_some() {
+        served.push(pb::v1::sandbox_service_server::SERVICE_NAME);
+    }
+    let reflection = |own_name: &'static str| {
+        served.iter().chain([&own_name]).fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET),
+            |builder, name| builder.with_service_name(*name),
+        )
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection_v1 =
+        reflection(tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME).build_v1()?;
+    let reflection_v1alpha =
+        reflection(tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME)
+            .build_v1alpha()?;
 
     let sandbox_service = options.sandbox.map(|sandbox| {
         SandboxServiceServer::new(SandboxApi::new(sandbox))

@@ -71,14 +71,17 @@ async fn health_and_both_reflection_versions_answer_on_the_grpc_port() {
     else {
         panic!("reflection v1 did not list services");
     };
-    let names: Vec<_> = listed.service.into_iter().map(|s| s.name).collect();
-    for served in [
-        "verif8.v1.VerificationService",
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1.ServerReflection",
-    ] {
-        assert!(names.iter().any(|name| name == served), "{names:?}");
-    }
+    let mut names: Vec<_> = listed.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    // Exactly what is served: no SandboxService without a sandbox.
+    assert_eq!(
+        names,
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "verif8.v1.VerificationService",
+        ]
+    );
 
     let list = V1AlphaRequest {
         host: String::new(),
@@ -95,12 +98,15 @@ async fn health_and_both_reflection_versions_answer_on_the_grpc_port() {
     else {
         panic!("reflection v1alpha did not list services");
     };
-    let names: Vec<_> = listed.service.into_iter().map(|s| s.name).collect();
-    assert!(
-        names
-            .iter()
-            .any(|name| name == "grpc.reflection.v1alpha.ServerReflection"),
-        "{names:?}"
+    let mut names: Vec<_> = listed.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection",
+            "verif8.v1.VerificationService",
+        ]
     );
 }
 
