@@ -38,22 +38,6 @@ impl GrpcRouter {
         self
     }
 
-    pub fn add_optional_service<S>(self, service: Option<S>) -> Self
-    where
-        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
-        match service {
-            Some(service) => self.add_service(service),
-            None => self,
-        }
-    }
-
     fn service_for(&self, path: &str) -> Option<&BoxedService> {
         let name = path.strip_prefix('/')?.split('/').next()?;
         self.services

@@ -167,14 +167,16 @@ pub async fn serve(
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .max_connection_age(MAX_CONNECTION_AGE)
             .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE);
-        let router = GrpcRouter::default()
+        let mut router = GrpcRouter::default()
             .add_service(
                 VerificationServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES),
             )
             .add_service(health_service.clone())
             .add_service(reflection_v1.clone())
-            .add_service(reflection_v1alpha.clone())
-            .add_optional_service(sandbox_service.clone());
+            .add_service(reflection_v1alpha.clone());
+        if let Some(sandbox_service) = &sandbox_service {
+            router = router.add_service(sandbox_service.clone());
+        }
         let stopping = stopping.clone();
         let serve: ServeFn = Box::new(move |connections: Connections| {
             Box::pin(async move {
