@@ -2,8 +2,9 @@
 //! (`/verif8.v1.VerificationService/GetSession` goes to
 //! `verif8.v1.VerificationService`). tonic's own router is axum's: path
 //! matching, URL-parameter and matched-path extensions, and the request and
-//! response bodies boxed again on the way in and out cost ~4k instructions
-//! per call (BENCHMARKS.md), where a gRPC path needs one string comparison.
+//! response bodies boxed again on the way in and out cost ~6k instructions
+//! per call (callgrind, BENCHMARKS.md), where a gRPC path needs one string
+//! comparison.
 
 use std::convert::Infallible;
 use std::sync::Arc;
