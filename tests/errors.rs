@@ -144,6 +144,13 @@ async fn upstream_rows_of_the_table() {
             "UPSTREAM_UNAVAILABLE",
             Some(Duration::from_secs(3)),
         ),
+        // Anything the table doesn't name.
+        (
+            json!({"status": 409, "code": 1999}),
+            Code::Unknown,
+            "UPSTREAM_ERROR",
+            None,
+        ),
     ];
     for (fault, code, expected_reason, delay) in rows {
         let described = fault.to_string();
