@@ -52,8 +52,11 @@ impl SessionInfo {
     /// Decodes 8x8's session JSON. `fallback_id` serves when the body carries
     /// no ID (the session was addressed by it).
     pub(crate) fn from_json(bytes: &[u8], fallback_id: Option<&str>) -> Result<Self, String> {
+        // One UTF-8 check of the whole body: from_slice would check each
+        // string on its own, which cost more than the rest of the parse.
+        let text = std::str::from_utf8(bytes).map_err(|e| format!("session JSON: {e}"))?;
         let body: SessionBody =
-            serde_json::from_slice(bytes).map_err(|e| format!("session JSON: {e}"))?;
+            serde_json::from_str(text).map_err(|e| format!("session JSON: {e}"))?;
         let session_id = body
             .session_id
             .filter(|id| !id.is_empty())
