@@ -4,6 +4,7 @@ pub mod codec;
 pub mod config;
 pub mod grpc_router;
 pub mod idempotency;
+pub mod log_fields;
 pub mod log_sink;
 pub mod log_time;
 pub mod metrics;

@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use verif8_grpc::config::{Cli, Command, LogFormat, UpstreamChoice};
 use verif8_grpc::idempotency::MemoryStore;
+use verif8_grpc::log_fields::PlainFields;
 use verif8_grpc::log_sink::{BatchedWriter, FlushGuard};
 use verif8_grpc::log_time::UtcMicros;
 use verif8_grpc::sandbox::{Sandbox, SandboxConfig};
@@ -137,7 +138,7 @@ fn init_logging(format: LogFormat) -> FlushGuard {
         .with_timer(UtcMicros)
         .with_ansi(std::io::stdout().is_terminal());
     match format {
-        LogFormat::Plain => builder.init(),
+        LogFormat::Plain => builder.fmt_fields(PlainFields).init(),
         LogFormat::Json => builder.json().init(),
     }
     guard
