@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 
-use procs::Env;
+use procs::{Env, MachineTime};
 use report::Report;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -175,7 +175,17 @@ async fn main() -> Result<(), BoxError> {
     let mut reports: Vec<Report> = Vec::new();
     for scenario in cli.scenarios() {
         eprintln!("== {scenario:?}");
-        let report = run(scenario, &cli, &env).await?;
+        let before = MachineTime::read()?;
+        let mut report = run(scenario, &cli, &env).await?;
+        let steal = MachineTime::read()?.steal_percent_since(before);
+        // A busy host takes CPU time from this VM (steal): the likeliest cause
+        // of a run whose figures stand out from the others.
+        report.figure(
+            "host_steal_percent",
+            report::num(steal),
+            "CPU time taken by the host (steal)",
+            format!("{steal:.1} % of the machine's, during this scenario"),
+        );
         reports.push(report);
     }
     println!();

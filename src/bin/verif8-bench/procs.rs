@@ -383,6 +383,46 @@ pub fn free_port() -> Result<SocketAddr, BoxError> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
+/// The machine's CPU time so far, from the first line of `/proc/stat`: all of
+/// it and the part the hypervisor gave to other guests (steal), in ticks.
+#[derive(Clone, Copy)]
+pub struct MachineTime {
+    total: u64,
+    steal: u64,
+}
+
+impl MachineTime {
+    pub fn read() -> Result<Self, BoxError> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        let line = stat.lines().next().unwrap_or_default();
+        // cpu user nice system idle iowait irq softirq steal (guest time is inside user)
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        if ticks.len() < 8 {
+            return Err(format!("unexpected /proc/stat line: {line}").into());
+        }
+        Ok(MachineTime {
+            total: ticks.iter().sum(),
+            steal: ticks[7],
+        })
+    }
+
+    /// Percent of the machine's CPU time since `earlier` that was stolen.
+    pub fn steal_percent_since(&self, earlier: MachineTime) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        let steal = self.steal.saturating_sub(earlier.steal);
+        if total == 0 {
+            0.0
+        } else {
+            100.0 * steal as f64 / total as f64
+        }
+    }
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|text| {
