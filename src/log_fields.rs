@@ -3,10 +3,12 @@
 //! every field name and `=` through nu_ansi_term even with colours off, which
 //! was ~40 % of the per-RPC line's cost (BENCHMARKS.md).
 //!
-//! Values are written with `Debug`, so text fields come quoted with control
-//! characters escaped. The message is written bare, as the default writes it,
-//! with control characters other than newline and tab escaped, so a logged
-//! value can't send escape sequences to a terminal.
+//! As with the default, values are written with `Debug` (text fields come
+//! quoted, their control characters escaped) and `%` fields with `Display`.
+//! The message is written bare, with control characters other than newline
+//! and tab escaped, so a formatted message can't send escape sequences to a
+//! terminal. An error value is written with `Display`, without the default's
+//! list of its sources.
 
 use std::fmt::{self, Write};
 
