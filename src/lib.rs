@@ -3,6 +3,7 @@ pub mod callbacks;
 pub mod codec;
 pub mod config;
 pub mod grpc_router;
+pub mod http2_serve;
 pub mod idempotency;
 pub mod log_fields;
 pub mod log_sink;

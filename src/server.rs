@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
 use url::Url;
 
 use crate::api::{SandboxApi, VerificationApi};
 use crate::callbacks::{self, CallbackTokens};
 use crate::grpc_router::GrpcRouter;
+use crate::http2_serve::{self, Http2Settings};
 use crate::idempotency::IdempotencyStore;
 use crate::pb;
 use crate::pb::v1::sandbox_service_server::SandboxServiceServer;
@@ -47,11 +47,13 @@ pub struct ServerOptions {
 /// a maximum connection age makes clients reconnect now and then, so new
 /// replicas get traffic; many streams per connection leave room for
 /// long-lived WatchSession streams; small messages are all this API needs.
-const MAX_CONCURRENT_STREAMS: u32 = 4096;
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
-const MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(60);
+const HTTP2_SETTINGS: Http2Settings = Http2Settings {
+    max_concurrent_streams: 4096,
+    keepalive_interval: Duration::from_secs(30),
+    keepalive_timeout: Duration::from_secs(10),
+    max_connection_age: Duration::from_secs(30 * 60),
+    max_connection_age_grace: Duration::from_secs(60),
+};
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
@@ -161,12 +163,6 @@ pub async fn serve(
         } else {
             api.with_upstream(UpstreamClient::new(options.upstream.clone())?)
         };
-        let server = Server::builder()
-            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-            .max_connection_age(MAX_CONNECTION_AGE)
-            .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE);
         let mut router = GrpcRouter::default()
             .add_service(
                 VerificationServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -180,10 +176,8 @@ pub async fn serve(
         let stopping = stopping.clone();
         let serve: ServeFn = Box::new(move |connections: Connections| {
             Box::pin(async move {
-                server
-                    .serve_with_incoming_shutdown(router, connections, stopping.cancelled_owned())
-                    .await
-                    .map_err(BoxError::from)
+                http2_serve::serve(connections, router, HTTP2_SETTINGS, stopping).await;
+                Ok(())
             })
         });
         Ok(serve)
