@@ -68,6 +68,8 @@ pub async fn serve(
             None => break,
         }
     }
+    // Connections handed over but not yet served close now, not after the drain.
+    drop(connections);
     open.close();
     open.wait().await;
 }
