@@ -175,10 +175,12 @@ pub async fn serve(
         }
         let stopping = stopping.clone();
         let serve: ServeFn = Box::new(move |connections: Connections| {
-            Box::pin(async move {
-                http2_serve::serve(connections, router, HTTP2_SETTINGS, stopping).await;
-                Ok(())
-            })
+            Box::pin(http2_serve::serve(
+                connections,
+                router,
+                HTTP2_SETTINGS,
+                stopping,
+            ))
         });
         Ok(serve)
     })?;
