@@ -1,4 +1,4 @@
-//! One shared HTTP client for every call to 8x8.
+//! The four calls to 8x8: their URLs, bodies, retries and answers.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -7,12 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper_util::client::legacy::Client;
+use http::Uri;
+use http::header::HeaderValue;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::proxy::matcher::Matcher;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -22,6 +20,8 @@ use url::Url;
 use super::config::{ApiKeys, UpstreamConfig};
 use super::connector::Connector;
 use super::error::{ApiError, UpstreamError};
+use super::http1;
+use super::pool::Pool;
 use super::session::SessionInfo;
 use super::wire::{CoverageBody, SmaCoverageRequest, StartRequest};
 use crate::metrics;
@@ -82,16 +82,12 @@ impl CallPolicy {
     }
 }
 
-/// hyper-util's pooled client, HTTP/1.1 or HTTP/2 (by ALPN) over rustls.
-/// Not reqwest: for these four fixed calls its per-request URL re-parsing
-/// (twice, in its redirect layer and response) cost more CPU than the
-/// whole HTTP exchange (BENCHMARKS.md).
-type HttpClient = Client<hyper_rustls::HttpsConnector<Connector>, Full<Bytes>>;
-
 #[derive(Clone)]
 pub struct UpstreamClient {
-    http: HttpClient,
-    /// `{base URL}/api/v2/subaccounts/`: every call's path continues it.
+    connections: Arc<Pool>,
+    /// The `host` header: the base URL's host, and its port unless default.
+    host: Arc<str>,
+    /// `{base URL's path}/api/v2/subaccounts/`: every call's path continues it.
     subaccounts_root: Arc<str>,
     authorization: Arc<Authorization>,
     timeout: Duration,
@@ -143,8 +139,10 @@ impl UpstreamClient {
         config: UpstreamConfig,
         proxies: Matcher,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let connector = https_connector(Connector::new(proxies, CONNECT_TIMEOUT))?;
         Ok(UpstreamClient {
-            http: http_client(Connector::new(proxies, CONNECT_TIMEOUT))?,
+            connections: Arc::new(Pool::new(connector, origin(&config.base_url)?)),
+            host: host_header(&config.base_url).into(),
             subaccounts_root: subaccounts_root(&config.base_url).into(),
             authorization: Arc::new(Authorization::new(&config.keys)?),
             timeout: config.timeout,
@@ -162,14 +160,7 @@ impl UpstreamClient {
         let url = self.url(subaccount, &["sessions"]);
         let policy = CallPolicy::once(deadline);
         let body = self
-            .send(
-                "start",
-                subaccount,
-                Method::POST,
-                url,
-                Some(request),
-                policy,
-            )
+            .send("start", subaccount, "POST", url, Some(request), policy)
             .await?;
         SessionInfo::from_json(&body, None).map_err(UpstreamError::Malformed)
     }
@@ -183,7 +174,7 @@ impl UpstreamClient {
     ) -> Result<SessionInfo, UpstreamError> {
         let url = self.session_url(subaccount, session_id);
         let body = self
-            .send::<()>("get_session", subaccount, Method::GET, url, None, policy)
+            .send::<()>("get_session", subaccount, "GET", url, None, policy)
             .await?;
         SessionInfo::from_json(&body, Some(session_id)).map_err(UpstreamError::Malformed)
     }
@@ -202,7 +193,7 @@ impl UpstreamClient {
         url.extend(form_urlencoded::byte_serialize(code.as_bytes()));
         let policy = CallPolicy::once(deadline);
         let body = self
-            .send::<()>("check_code", subaccount, Method::GET, url, None, policy)
+            .send::<()>("check_code", subaccount, "GET", url, None, policy)
             .await?;
         SessionInfo::from_json(&body, Some(session_id)).map_err(UpstreamError::Malformed)
     }
@@ -219,7 +210,7 @@ impl UpstreamClient {
             .send(
                 "sma_coverage",
                 subaccount,
-                Method::POST,
+                "POST",
                 url,
                 Some(request),
                 policy,
@@ -253,22 +244,31 @@ impl UpstreamClient {
         &self,
         endpoint: &'static str,
         subaccount: &str,
-        method: Method,
-        url: String,
+        method: &'static str,
+        target: String,
         body: Option<&B>,
         policy: CallPolicy,
     ) -> Result<Bytes, UpstreamError> {
-        // Building the request can't fail for validated input; if it did,
-        // nothing was sent, which is what Connect tells callers.
-        let uri =
-            Uri::try_from(url).map_err(|e| UpstreamError::Connect(format!("request URI: {e}")))?;
-        let body = match body {
-            Some(body) => Bytes::from(
-                serde_json::to_vec(body)
-                    .map_err(|e| UpstreamError::Connect(format!("request JSON: {e}")))?,
-            ),
-            None => Bytes::new(),
+        let authorization = self
+            .authorization
+            .for_subaccount(subaccount)
+            .ok_or_else(|| UpstreamError::NoApiKey(subaccount.to_owned()))?;
+        // Serialising validated input can't fail; if it did, nothing was
+        // sent, which is what Connect tells callers.
+        let json_body = match body {
+            Some(body) => serde_json::to_vec(body)
+                .map_err(|e| UpstreamError::Connect(format!("request JSON: {e}")))?,
+            None => Vec::new(),
         };
+        let request = http1::Request {
+            method,
+            target: &target,
+            host: &self.host,
+            authorization: authorization.as_bytes(),
+            user_agent: USER_AGENT,
+            json_body: &json_body,
+        }
+        .encode();
         let budget = policy
             .deadline
             .map_or(self.timeout, |d| d.min(self.timeout));
@@ -280,16 +280,10 @@ impl UpstreamClient {
             if left.is_zero() {
                 return Err(UpstreamError::Timeout);
             }
-            let result = self
-                .send_once(
-                    endpoint,
-                    subaccount,
-                    method.clone(),
-                    uri.clone(),
-                    body.clone(),
-                    left,
-                )
-                .await;
+            // One time limit for the connection, the answer's head and its body.
+            let result = tokio::time::timeout(left, self.exchange(endpoint, &request))
+                .await
+                .unwrap_or(Err(UpstreamError::Timeout));
             let error = match result {
                 Ok(body) => return Ok(body),
                 Err(error) if !policy.retry || tries >= MAX_TRIES => return Err(error),
@@ -307,86 +301,81 @@ impl UpstreamClient {
         }
     }
 
-    async fn send_once(
-        &self,
-        endpoint: &'static str,
-        subaccount: &str,
-        method: Method,
-        uri: Uri,
-        body: Bytes,
-        timeout: Duration,
-    ) -> Result<Bytes, UpstreamError> {
-        let authorization = self
-            .authorization
-            .for_subaccount(subaccount)
-            .ok_or_else(|| UpstreamError::NoApiKey(subaccount.to_owned()))?;
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, authorization.clone())
-            .header(header::ACCEPT, "application/json")
-            .header(header::USER_AGENT, USER_AGENT);
-        if !body.is_empty() {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-        }
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| UpstreamError::Connect(format!("request: {e}")))?;
-        // One time limit for the answer's head and body together.
-        tokio::time::timeout(timeout, self.exchange(endpoint, request))
-            .await
-            .unwrap_or(Err(UpstreamError::Timeout))
-    }
-
     async fn exchange(
         &self,
         endpoint: &'static str,
-        request: Request<Full<Bytes>>,
+        request: &[u8],
     ) -> Result<Bytes, UpstreamError> {
         let sent = std::time::Instant::now();
-        let answer = self.http.request(request).await;
+        let answer = self.round_trip(request).await;
         metrics::upstream_call(
             endpoint,
-            answer.as_ref().ok().map(|r| r.status().as_u16()),
+            answer.as_ref().ok().map(|a| a.status),
             sent.elapsed(),
         );
-        let response = answer.map_err(UpstreamError::from_http)?;
-        let status = response.status();
+        let answer = answer?;
         LAST_STATUS
-            .try_with(|last| last.set(Some(status.as_u16())))
+            .try_with(|last| last.set(Some(answer.status)))
             .ok();
-        let retry_after = retry_after(response.headers());
-        let body = read_capped(response.into_body()).await?;
-        if status.is_success() {
-            Ok(body)
+        if (200..300).contains(&answer.status) {
+            Ok(answer.body)
         } else {
             Err(UpstreamError::Api(ApiError::from_response(
-                status.as_u16(),
-                &body,
-                retry_after,
+                answer.status,
+                &answer.body,
+                answer.retry_after,
             )))
         }
     }
+
+    /// One request and its answer on a pooled connection.
+    async fn round_trip(&self, request: &[u8]) -> Result<http1::Answer, UpstreamError> {
+        let mut connection = self.connections.checkout().await?;
+        let answer = http1::exchange(&mut connection, request, MAX_BODY_BYTES)
+            .await
+            .map_err(|error| match error {
+                http1::ExchangeError::TooLarge(_) => UpstreamError::Malformed(error.to_string()),
+                other => UpstreamError::Transport(other.to_string()),
+            })?;
+        if answer.reusable {
+            self.connections.checkin(connection);
+        }
+        Ok(answer)
+    }
 }
 
-/// Pooled connections; TLS with the webpki roots, HTTP/2 when 8x8 offers it.
-fn http_client(tcp: Connector) -> Result<HttpClient, Box<dyn std::error::Error + Send + Sync>> {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+/// TCP, or TLS with the webpki roots for https; HTTP/1.1 only.
+pub(crate) fn https_connector(
+    tcp: Connector,
+) -> Result<HttpsConnector<Connector>, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))?
         .https_or_http()
         .enable_http1()
-        .enable_http2()
-        .wrap_connector(tcp);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_timer(TokioTimer::new())
-        .build(connector))
+        .wrap_connector(tcp))
+}
+
+/// What the connector dials: the base URL's scheme, host and port.
+fn origin(base_url: &Url) -> Result<Uri, http::Error> {
+    Uri::builder()
+        .scheme(base_url.scheme())
+        .authority(host_header(base_url))
+        .path_and_query("/")
+        .build()
+}
+
+fn host_header(base_url: &Url) -> String {
+    let host = base_url.host_str().unwrap_or_default();
+    match base_url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
 }
 
 fn subaccounts_root(base_url: &Url) -> String {
     format!(
         "{}/api/v2/subaccounts/",
-        base_url.as_str().trim_end_matches('/')
+        base_url.path().trim_end_matches('/')
     )
 }
 
@@ -428,42 +417,9 @@ fn retry_delay(error: &UpstreamError, tries: u32) -> Option<Duration> {
     Some(ceiling.mul_f64(rand::random::<f64>()))
 }
 
-async fn read_capped(body: hyper::body::Incoming) -> Result<Bytes, UpstreamError> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(UpstreamError::Malformed(format!(
-            "answer larger than {MAX_BODY_BYTES} bytes"
-        ))),
-        Err(error) => Err(UpstreamError::Transport(super::error::root_cause(&*error))),
-    }
-}
-
-/// `Retry-After` as seconds or as an HTTP date.
-fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    (at.to_utc() - chrono::Utc::now()).to_std().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_takes_seconds_and_dates() {
-        let mut headers = header::HeaderMap::new();
-        headers.insert(header::RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        let later = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
-        headers.insert(header::RETRY_AFTER, later.parse().unwrap());
-        let delay = retry_after(&headers).unwrap();
-        assert!(delay > Duration::from_secs(100) && delay <= Duration::from_secs(120));
-        headers.insert(header::RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&headers), None);
-    }
 
     /// A proxy that records the first request line it gets and refuses it.
     async fn refusing_proxy() -> (String, tokio::task::JoinHandle<String>) {
@@ -550,7 +506,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             client.session_url("acme&co", "a/b").as_str(),
-            "http://127.0.0.1:9/prefix/api/v2/subaccounts/acme&co/sessions/a%2Fb"
+            "/prefix/api/v2/subaccounts/acme&co/sessions/a%2Fb"
         );
     }
 }

@@ -70,14 +70,6 @@ impl UpstreamError {
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, UpstreamError::Transport(_) | UpstreamError::Timeout)
     }
-
-    pub(crate) fn from_http(error: hyper_util::client::legacy::Error) -> Self {
-        if error.is_connect() {
-            UpstreamError::Connect(root_cause(&error))
-        } else {
-            UpstreamError::Transport(root_cause(&error))
-        }
-    }
 }
 
 /// The innermost error message, without URLs (they can hold phone numbers in

@@ -5,8 +5,10 @@ mod client;
 mod config;
 mod connector;
 mod error;
+mod http1;
 #[cfg(test)]
 mod parse_props;
+mod pool;
 mod session;
 mod wire;
 
