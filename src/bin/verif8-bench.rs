@@ -134,6 +134,12 @@ struct Cli {
     #[arg(long, default_value_t = 5)]
     fanout_rounds: u32,
 
+    /// fan-out: a command run as `CMD on PID` before each round's CheckCode and `CMD off PID`
+    /// after its last delivery (PID: the facade's), e.g. `callgrind_control -i` to count the
+    /// deliveries' instructions alone (scripts/instructions-per-delivery.sh).
+    #[arg(long, value_name = "CMD")]
+    around_deliveries: Option<String>,
+
     /// startup: runs.
     #[arg(long, default_value_t = 7)]
     startup_runs: u32,
@@ -242,6 +248,7 @@ async fn run(scenario: Scenario, cli: &Cli, env: &Env) -> Result<Report, BoxErro
             let options = fanout::Options {
                 watchers: if smoke { 50 } else { cli.watchers.max(1) },
                 rounds: if smoke { 1 } else { cli.fanout_rounds.max(1) },
+                around_deliveries: cli.around_deliveries.clone(),
             };
             fanout::run(env, &options).await
         }

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use super::budget::PollBudget;
 use super::poller;
+use super::relay::Relays;
 use super::schedule::PollSchedule;
 use crate::upstream::{SessionInfo, SessionStatus, UpstreamClient, UpstreamError};
 
@@ -100,6 +101,8 @@ impl Default for WatchConfig {
 /// a count of write-throughs so a poll answer older than one is dropped.
 pub(super) struct Entry {
     pub state: watch::Sender<WatchState>,
+    /// Where the watchers on each thread take `state` from.
+    relays: Relays,
     pub nudge: Notify,
     pub writes: AtomicU64,
 }
@@ -144,15 +147,16 @@ impl Hub {
         }
         let mut entries = self.shared.lock();
         if let Some(entry) = entries.get(&key) {
-            return entry.state.subscribe();
+            return entry.relays.subscribe(&entry.state);
         }
-        let (state, receiver) = watch::channel(WatchState::Pending);
         let entry = Arc::new(Entry {
-            state,
+            state: watch::Sender::new(WatchState::Pending),
+            relays: Relays::default(),
             nudge: Notify::new(),
             writes: AtomicU64::new(0),
         });
         entries.insert(key.clone(), entry.clone());
+        let receiver = entry.relays.subscribe(&entry.state);
         tokio::spawn(poller::run(self.shared.clone(), key, entry));
         receiver
     }

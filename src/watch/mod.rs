@@ -5,6 +5,7 @@
 mod budget;
 mod hub;
 mod poller;
+mod relay;
 mod schedule;
 
 pub use budget::PollBudget;

@@ -16,10 +16,27 @@ use crate::report::{Bound, Report, num, percentile, sorted};
 pub struct Options {
     pub watchers: usize,
     pub rounds: u32,
+    /// Run as `CMD on PID` / `CMD off PID` around each round's deliveries.
+    pub around_deliveries: Option<String>,
 }
 
 /// Streams per connection, well under any HTTP/2 stream limit.
 const STREAMS_PER_CONNECTION: usize = 250;
+
+fn around_deliveries(options: &Options, switch: &str, pid: u32) -> Result<(), BoxError> {
+    let Some(command) = &options.around_deliveries else {
+        return Ok(());
+    };
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{command} {switch} {pid}"))
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(format!("`{command} {switch} {pid}` failed: {status}").into());
+    }
+    Ok(())
+}
 
 pub async fn run(env: &Env, options: &Options) -> Result<Report, BoxError> {
     let sandbox = env.start_sandbox().await?;
@@ -59,6 +76,7 @@ pub async fn run(env: &Env, options: &Options) -> Result<Report, BoxError> {
         // Every watcher task is parked on its stream before the change happens.
         tokio::time::sleep(Duration::from_millis(300)).await;
 
+        around_deliveries(options, "on", facade.pid)?;
         let cpu_before = (facade.oncpu()?, own_oncpu()?);
         let sent = Instant::now();
         let checked = checker
@@ -79,6 +97,7 @@ pub async fn run(env: &Env, options: &Options) -> Result<Report, BoxError> {
             round_ms.push((received - sent).as_secs_f64() * 1e3);
         }
         let cpu_after = (facade.oncpu()?, own_oncpu()?);
+        around_deliveries(options, "off", facade.pid)?;
         facade_cpu += cpu_after.0 - cpu_before.0;
         client_cpu += cpu_after.1 - cpu_before.1;
         let round_sorted = sorted(round_ms.clone());
