@@ -93,8 +93,9 @@ pub struct UpstreamClient {
     timeout: Duration,
 }
 
-/// `Authorization: Bearer …` values, built once per key and marked
-/// sensitive so no HTTP-level debug output shows them.
+/// `Authorization: Bearer …` values, built once per key. As header values
+/// they are checked to hold nothing that could break a request's head, and
+/// marked sensitive so their `Debug` output doesn't show them.
 struct Authorization {
     default: Option<HeaderValue>,
     per_subaccount: HashMap<String, HeaderValue>,
@@ -157,10 +158,10 @@ impl UpstreamClient {
         request: &StartRequest,
         deadline: Option<Duration>,
     ) -> Result<SessionInfo, UpstreamError> {
-        let url = self.url(subaccount, &["sessions"]);
+        let target = self.path(subaccount, &["sessions"]);
         let policy = CallPolicy::once(deadline);
         let body = self
-            .send("start", subaccount, "POST", url, Some(request), policy)
+            .send("start", subaccount, "POST", target, Some(request), policy)
             .await?;
         SessionInfo::from_json(&body, None).map_err(UpstreamError::Malformed)
     }
@@ -172,9 +173,9 @@ impl UpstreamClient {
         session_id: &str,
         policy: CallPolicy,
     ) -> Result<SessionInfo, UpstreamError> {
-        let url = self.session_url(subaccount, session_id);
+        let target = self.session_path(subaccount, session_id);
         let body = self
-            .send::<()>("get_session", subaccount, "GET", url, None, policy)
+            .send::<()>("get_session", subaccount, "GET", target, None, policy)
             .await?;
         SessionInfo::from_json(&body, Some(session_id)).map_err(UpstreamError::Malformed)
     }
@@ -188,12 +189,12 @@ impl UpstreamClient {
         code: &str,
         deadline: Option<Duration>,
     ) -> Result<SessionInfo, UpstreamError> {
-        let mut url = self.session_url(subaccount, session_id);
-        url.push_str("?code=");
-        url.extend(form_urlencoded::byte_serialize(code.as_bytes()));
+        let mut target = self.session_path(subaccount, session_id);
+        target.push_str("?code=");
+        target.extend(form_urlencoded::byte_serialize(code.as_bytes()));
         let policy = CallPolicy::once(deadline);
         let body = self
-            .send::<()>("check_code", subaccount, "GET", url, None, policy)
+            .send::<()>("check_code", subaccount, "GET", target, None, policy)
             .await?;
         SessionInfo::from_json(&body, Some(session_id)).map_err(UpstreamError::Malformed)
     }
@@ -205,13 +206,13 @@ impl UpstreamClient {
         request: &SmaCoverageRequest,
         policy: CallPolicy,
     ) -> Result<bool, UpstreamError> {
-        let url = self.url(subaccount, &["sma", "coverage"]);
+        let target = self.path(subaccount, &["sma", "coverage"]);
         let body = self
             .send(
                 "sma_coverage",
                 subaccount,
                 "POST",
-                url,
+                target,
                 Some(request),
                 policy,
             )
@@ -223,20 +224,20 @@ impl UpstreamClient {
             .ok_or_else(|| UpstreamError::Malformed("coverage JSON without isAvailable".into()))
     }
 
-    fn session_url(&self, subaccount: &str, session_id: &str) -> String {
-        self.url(subaccount, &["sessions", session_id])
+    fn session_path(&self, subaccount: &str, session_id: &str) -> String {
+        self.path(subaccount, &["sessions", session_id])
     }
 
     /// `…/subaccounts/{subaccount}/{segments…}`, each segment percent-encoded.
-    fn url(&self, subaccount: &str, segments: &[&str]) -> String {
-        let mut url = String::with_capacity(self.subaccounts_root.len() + 64);
-        url.push_str(&self.subaccounts_root);
-        url.extend(utf8_percent_encode(subaccount, PATH_SEGMENT));
+    fn path(&self, subaccount: &str, segments: &[&str]) -> String {
+        let mut path = String::with_capacity(self.subaccounts_root.len() + 64);
+        path.push_str(&self.subaccounts_root);
+        path.extend(utf8_percent_encode(subaccount, PATH_SEGMENT));
         for segment in segments {
-            url.push('/');
-            url.extend(utf8_percent_encode(segment, PATH_SEGMENT));
+            path.push('/');
+            path.extend(utf8_percent_encode(segment, PATH_SEGMENT));
         }
-        url
+        path
     }
 
     /// Sends, retrying per `policy` inside its time budget.
@@ -505,7 +506,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            client.session_url("acme&co", "a/b").as_str(),
+            client.session_path("acme&co", "a/b").as_str(),
             "/prefix/api/v2/subaccounts/acme&co/sessions/a%2Fb"
         );
     }

@@ -1,6 +1,7 @@
 //! WatchSession engine: one shared poller per watched session, fanned out to
-//! every watcher through a `tokio::sync::watch` channel (latest value wins),
-//! plus write-through of what the facade learns itself and callback nudges.
+//! every watcher through a `tokio::sync::watch` channel (latest value wins)
+//! relayed once to each serving thread, plus write-through of what the
+//! facade learns itself and callback nudges.
 
 mod budget;
 mod hub;
