@@ -2,11 +2,17 @@
 //! taken out for one exchange at a time and put back only when its answer
 //! was complete and the server agreed to keep it; one dropped mid-exchange
 //! (timeout, cancelled call) is simply closed.
+//!
+//! Idle connections are kept per thread and reused only on the thread that
+//! opened them: a socket stays registered with the runtime it was opened on,
+//! and used from another serving thread its every answer would be passed
+//! between the two threads' event loops.
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::task::Poll;
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use http::Uri;
@@ -33,8 +39,8 @@ pub(crate) struct Pool {
     connector: HttpsConnector<Connector>,
     /// Scheme and authority of 8x8's base URL: what the connector dials.
     destination: Uri,
-    /// Oldest first; taken from the back.
-    idle: Mutex<Vec<Idle>>,
+    /// Each thread's idle connections, oldest first; taken from the back.
+    idle: Mutex<Vec<(ThreadId, Vec<Idle>)>>,
 }
 
 struct Idle {
@@ -69,7 +75,8 @@ impl Pool {
     /// Keeps a connection whose last exchange ended cleanly.
     pub(crate) fn checkin(&self, connection: Connection) {
         let now = Instant::now();
-        let mut idle = self.idle();
+        let mut all = self.all_idle();
+        let idle = this_thread(&mut all);
         // The oldest are the first to expire; dropping them closes them.
         let expired = idle
             .iter()
@@ -86,7 +93,8 @@ impl Pool {
     }
 
     fn take_idle(&self) -> Option<Connection> {
-        let mut idle = self.idle();
+        let mut all = self.all_idle();
+        let idle = this_thread(&mut all);
         let newest = idle.pop()?;
         if newest.since.elapsed() >= IDLE_TIMEOUT {
             // Every other one is older still.
@@ -96,11 +104,25 @@ impl Pool {
         Some(newest.connection)
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    fn all_idle(&self) -> MutexGuard<'_, Vec<(ThreadId, Vec<Idle>)>> {
         self.idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The calling thread's idle connections (a serving thread or two, and the
+/// main runtime's workers: a short list).
+fn this_thread(all: &mut Vec<(ThreadId, Vec<Idle>)>) -> &mut Vec<Idle> {
+    let thread = std::thread::current().id();
+    let index = match all.iter().position(|(owner, _)| *owner == thread) {
+        Some(index) => index,
+        None => {
+            all.push((thread, Vec::new()));
+            all.len() - 1
+        }
+    };
+    &mut all[index].1
 }
 
 /// Whether an idle connection can carry a request: nothing to read yet.
@@ -174,19 +196,52 @@ mod tests {
         let (mut stale_server, _) = listener.accept().await.unwrap();
         let fresh = pool.checkout().await.unwrap();
         let _fresh_server = listener.accept().await.unwrap();
-        pool.idle().push(Idle {
+        this_thread(&mut pool.all_idle()).push(Idle {
             connection: stale,
             since: Instant::now() - IDLE_TIMEOUT,
         });
         // Putting another back drops the expired one, closing it.
         pool.checkin(fresh);
-        assert_eq!(pool.idle().len(), 1);
+        assert_eq!(this_thread(&mut pool.all_idle()).len(), 1);
         let mut byte = [0];
         assert_eq!(stale_server.read(&mut byte).await.unwrap(), 0);
 
-        pool.idle()[0].since = Instant::now() - IDLE_TIMEOUT;
+        this_thread(&mut pool.all_idle())[0].since = Instant::now() - IDLE_TIMEOUT;
         assert!(pool.take_idle().is_none());
-        assert!(pool.idle().is_empty());
+        assert!(this_thread(&mut pool.all_idle()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_only_on_the_thread_that_opened_it() {
+        let (pool, listener) = pool_and_listener().await;
+        let pool = std::sync::Arc::new(pool);
+        let elsewhere = pool.clone();
+        let opened_elsewhere = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let connection = elsewhere.checkout().await.unwrap();
+                let port = local_port(&connection);
+                elsewhere.checkin(connection);
+                // Reused on its own thread.
+                let again = elsewhere.checkout().await.unwrap();
+                assert_eq!(local_port(&again), port);
+                elsewhere.checkin(again);
+                port
+            })
+        });
+        let (_elsewhere_server, _) = listener.accept().await.unwrap();
+        let elsewhere_port = opened_elsewhere.join().unwrap();
+
+        let here = pool.checkout().await.unwrap();
+        assert_ne!(local_port(&here), elsewhere_port);
+        let opened = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+        assert!(
+            opened.is_ok(),
+            "a new connection was opened for this thread"
+        );
     }
 
     #[tokio::test]
