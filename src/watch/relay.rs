@@ -8,6 +8,11 @@
 //! eventfd for each one). Through the relay a change published on one thread
 //! crosses to each other thread once, and its watchers there are woken
 //! locally: in the fan-out benchmark ~500 fewer `write`s per change.
+//!
+//! The relay wakes a thread's watchers in groups, letting each group's
+//! messages reach their connections before it wakes the next: woken all at
+//! once, a thousand watchers would all be encoded before their connections
+//! ran to send any of it, and the first message would leave last but one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,7 +28,62 @@ pub(super) struct Relays {
     by_thread: Arc<Mutex<ByThread>>,
 }
 
-type ByThread = HashMap<ThreadId, Arc<watch::Sender<WatchState>>>;
+type ByThread = HashMap<ThreadId, Arc<Local>>;
+
+/// Watchers woken together. 16 and 64 measured alike in the fan-out
+/// benchmark (BENCHMARKS.md); the smaller sends the first messages sooner.
+const GROUP_SIZE: usize = 16;
+
+/// One thread's watchers of a session, in groups of at most `GROUP_SIZE`,
+/// each on a channel of its own.
+struct Local {
+    groups: Mutex<Vec<watch::Sender<WatchState>>>,
+}
+
+impl Local {
+    fn new(first: WatchState) -> Self {
+        Local {
+            groups: Mutex::new(vec![watch::Sender::new(first)]),
+        }
+    }
+
+    fn subscribe(&self) -> watch::Receiver<WatchState> {
+        let mut groups = lock(&self.groups);
+        if let Some(group) = groups.iter().find(|g| g.receiver_count() < GROUP_SIZE) {
+            return group.subscribe();
+        }
+        let group = watch::Sender::new(groups[0].borrow().clone());
+        let receiver = group.subscribe();
+        groups.push(group);
+        receiver
+    }
+
+    fn watchers(&self) -> usize {
+        lock(&self.groups).iter().map(|g| g.receiver_count()).sum()
+    }
+
+    /// Every group's value replaced, yielding to the runtime between groups.
+    async fn publish(&self, value: WatchState) {
+        let count = lock(&self.groups).len();
+        for index in 0..count {
+            if index > 0 {
+                tokio::task::yield_now().await;
+            }
+            if let Some(group) = lock(&self.groups).get(index) {
+                group.send_replace(value.clone());
+            }
+        }
+    }
+
+    /// Until no group has a watcher (a group added meanwhile isn't waited
+    /// for: the caller checks again).
+    async fn emptied(&self) {
+        let groups = lock(&self.groups).clone();
+        for group in groups {
+            group.closed().await;
+        }
+    }
+}
 
 impl Relays {
     /// A receiver of `shared`'s values for a watcher on the calling thread,
@@ -38,8 +98,8 @@ impl Relays {
             return local.subscribe();
         }
         let mut source = shared.subscribe();
-        let (local, receiver) = watch::channel(source.borrow_and_update().clone());
-        let local = Arc::new(local);
+        let local = Arc::new(Local::new(source.borrow_and_update().clone()));
+        let receiver = local.subscribe();
         by_thread.insert(thread, local.clone());
         tokio::spawn(relay(
             source,
@@ -61,16 +121,17 @@ async fn relay(mut source: watch::Receiver<WatchState>, registered: Registration
     loop {
         tokio::select! {
             changed = source.changed() => {
-                local.send_replace(source.borrow_and_update().clone());
+                let value = source.borrow_and_update().clone();
+                local.publish(value).await;
                 if changed.is_err() {
                     return;
                 }
             }
-            () = local.closed() => {
+            () = local.emptied() => {
                 // Checked under the lock: on a multi-threaded runtime a
                 // watcher may be subscribing right now.
                 let mut by_thread = lock(&registered.by_thread);
-                if local.receiver_count() == 0 {
+                if local.watchers() == 0 {
                     registered.remove_from(&mut by_thread);
                     return;
                 }
@@ -84,7 +145,7 @@ async fn relay(mut source: watch::Receiver<WatchState>, registered: Registration
 struct Registration {
     by_thread: Arc<Mutex<ByThread>>,
     thread: ThreadId,
-    local: Arc<watch::Sender<WatchState>>,
+    local: Arc<Local>,
 }
 
 impl Registration {
@@ -184,6 +245,35 @@ mod tests {
         // The watchers are gone with their runtimes, and so are the relays.
         assert_eq!(shared.receiver_count(), 0);
         assert!(lock(&relays.by_thread).is_empty());
+    }
+
+    #[tokio::test]
+    async fn many_watchers_on_one_thread_are_woken_group_by_group() {
+        let relays = Relays::default();
+        let shared = watch::Sender::new(WatchState::Pending);
+        let mut watchers: Vec<_> = (0..GROUP_SIZE * 2 + 1)
+            .map(|_| relays.subscribe(&shared))
+            .collect();
+        let local = lock(&relays.by_thread).values().next().unwrap().clone();
+        assert_eq!(lock(&local.groups).len(), 3);
+        assert_eq!(local.watchers(), GROUP_SIZE * 2 + 1);
+
+        shared.send_replace(WatchState::Ended(WatchEnd::Unreachable));
+        // The relay runs, wakes the first group and yields before the next.
+        let mut woken = Vec::new();
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+            woken.push(
+                watchers
+                    .iter_mut()
+                    .filter(|watcher| watcher.has_changed().unwrap())
+                    .count(),
+            );
+        }
+        assert_eq!(woken, vec![GROUP_SIZE, GROUP_SIZE * 2, GROUP_SIZE * 2 + 1]);
+        for watcher in &mut watchers {
+            assert_eq!(label(&watcher.borrow_and_update()), "unreachable");
+        }
     }
 
     #[tokio::test]
