@@ -12,7 +12,7 @@
 //! The relay wakes a thread's watchers in groups, letting each group's
 //! messages reach their connections before it wakes the next: woken all at
 //! once, a thousand watchers would all be encoded before their connections
-//! ran to send any of it, and the first message would leave last but one.
+//! ran to send any of it, so the first message waited for the last.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
