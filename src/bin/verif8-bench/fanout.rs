@@ -165,6 +165,17 @@ pub async fn run(env: &Env, options: &Options) -> Result<Report, BoxError> {
             per_delivery(client_cpu)
         ),
     );
+    // The facade and the load generator share the CPUs: a round cannot end before their CPU
+    // time in it, spread over every CPU, has passed.
+    let floor_ms = (facade_cpu + client_cpu).as_secs_f64() * 1e3
+        / f64::from(options.rounds)
+        / env.cpus() as f64;
+    report.figure(
+        "cpu_floor_ms",
+        num(floor_ms),
+        "floor of a round (facade + load generator CPU / CPUs)",
+        format!("{floor_ms:.2} ms per round, with every CPU busy"),
+    );
     report.target("delivery_p99", p99, Bound::AtMost, 10.0, "ms");
     Ok(report)
 }

@@ -97,6 +97,10 @@ impl Env {
         text
     }
 
+    pub fn cpus(&self) -> usize {
+        self.cpus
+    }
+
     /// Machine context recorded in every JSON line.
     pub fn context(&self) -> Value {
         json!({
