@@ -387,12 +387,14 @@ pub fn free_port() -> Result<SocketAddr, BoxError> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-/// The machine's CPU time so far, from the first line of `/proc/stat`: all of
-/// it and the part the hypervisor gave to other guests (steal), in ticks.
-#[derive(Clone, Copy)]
+/// The machine's CPU time so far, from the first line of `/proc/stat`, in
+/// ticks: all of it, the part the hypervisor gave to other guests (steal),
+/// and the part no CPU had work for.
+#[derive(Clone, Copy, Default)]
 pub struct MachineTime {
     total: u64,
     steal: u64,
+    idle: u64,
 }
 
 impl MachineTime {
@@ -412,7 +414,28 @@ impl MachineTime {
         Ok(MachineTime {
             total: ticks.iter().sum(),
             steal: ticks[7],
+            idle: ticks[3] + ticks[4],
         })
+    }
+
+    /// The ticks from `earlier` to this reading.
+    pub fn since(&self, earlier: MachineTime) -> MachineTime {
+        MachineTime {
+            total: self.total.saturating_sub(earlier.total),
+            steal: self.steal.saturating_sub(earlier.steal),
+            idle: self.idle.saturating_sub(earlier.idle),
+        }
+    }
+
+    pub fn add(&mut self, other: MachineTime) {
+        self.total += other.total;
+        self.steal += other.steal;
+        self.idle += other.idle;
+    }
+
+    /// How many CPUs, on average, had nothing to run.
+    pub fn idle_cpus(&self, cpus: usize) -> f64 {
+        self.idle as f64 / self.total.max(1) as f64 * cpus as f64
     }
 
     /// Percent of the machine's CPU time since `earlier` that was stolen.

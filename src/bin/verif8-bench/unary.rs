@@ -15,7 +15,7 @@ use crate::BoxError;
 use crate::client::{self, Client};
 use crate::inside::{self, Inside};
 use crate::load::{Caller, Path, Samples, drive};
-use crate::procs::{CpuTime, Env, Proc, own_cpu};
+use crate::procs::{CpuTime, Env, MachineTime, Proc, own_cpu};
 use crate::report::{Bound, Report, median, num, percentile, sorted};
 
 pub struct Options {
@@ -39,6 +39,8 @@ struct Tally {
     client_cpu: CpuTime,
     facade_switches: u64,
     sandbox_switches: u64,
+    /// The whole machine's ticks over the window.
+    machine: MachineTime,
     /// The facade's own latency sums for the window (GetSession only); None without /metrics.
     inside: Option<Inside>,
 }
@@ -54,6 +56,7 @@ impl Tally {
         self.client_cpu += other.client_cpu;
         self.facade_switches += other.facade_switches;
         self.sandbox_switches += other.sandbox_switches;
+        self.machine.add(other.machine);
         self.inside = match (self.inside, other.inside) {
             (Some(mut mine), Some(theirs)) => {
                 mine.add(theirs);
@@ -168,7 +171,7 @@ pub async fn run(env: &Env, options: &Options) -> Result<Report, BoxError> {
         }
     }
     facade.check_alive()?;
-    Ok(report(options, &tallies, &added_by_round))
+    Ok(report(options, env.cpus(), &tallies, &added_by_round))
 }
 
 async fn measure(setup: &Setup<'_>, path: Path, concurrency: usize) -> Result<Tally, BoxError> {
@@ -229,7 +232,9 @@ async fn measure(setup: &Setup<'_>, path: Path, concurrency: usize) -> Result<Ta
         own_cpu(env)?,
     );
     let switches_before = (setup.facade.switches()?, setup.sandbox.switches()?);
+    let machine_before = MachineTime::read()?;
     tokio::time::sleep_until(end.into()).await;
+    let machine = MachineTime::read()?.since(machine_before);
     let after = (
         setup.facade.cpu(env)?,
         setup.sandbox.cpu(env)?,
@@ -247,6 +252,7 @@ async fn measure(setup: &Setup<'_>, path: Path, concurrency: usize) -> Result<Ta
         client_cpu: after.2 - before.2,
         facade_switches: switches_after.0.saturating_sub(switches_before.0),
         sandbox_switches: switches_after.1.saturating_sub(switches_before.1),
+        machine,
         ..Tally::default()
     };
     for worker in workers {
@@ -266,6 +272,7 @@ async fn measure(setup: &Setup<'_>, path: Path, concurrency: usize) -> Result<Ta
 /// round's figure, not the target (its median over rounds).
 fn report(
     options: &Options,
+    cpus: usize,
     tallies: &BTreeMap<(usize, Path), Tally>,
     added_by_round: &[(f64, f64)],
 ) -> Report {
@@ -352,6 +359,7 @@ fn report(
     );
     bounds(
         &mut report,
+        cpus,
         get(64, Path::Facade),
         get(64, Path::Direct),
         get(1, Path::Health),
@@ -413,6 +421,7 @@ fn report(
 /// takes its share of the 1.5x CPU limit before the 8x8 exchange is paid for.
 fn bounds(
     report: &mut Report,
+    cpus: usize,
     facade64: &Tally,
     direct64: &Tally,
     health1: &Tally,
@@ -422,6 +431,10 @@ fn bounds(
     let direct_path_us = direct64.per_request_us(direct64.path_cpu(Path::Direct));
     let busy = |tally: &Tally, path| tally.path_cpu(path) / tally.seconds;
     let (facade_busy, direct_busy) = (busy(facade64, Path::Facade), busy(direct64, Path::Direct));
+    let (facade_idle, direct_idle) = (
+        facade64.machine.idle_cpus(cpus),
+        direct64.machine.idle_cpus(cpus),
+    );
     report.figure(
         "c64_cpu_of_all_processes",
         json!({
@@ -429,11 +442,14 @@ fn bounds(
             "direct_path_us_per_req": num(direct_path_us),
             "facade_path_busy_cpus": num(facade_busy),
             "direct_path_busy_cpus": num(direct_busy),
+            "facade_path_idle_cpus": num(facade_idle),
+            "direct_path_idle_cpus": num(direct_idle),
             "throughput_ratio_at_equal_busy": num(direct_path_us / facade_path_us),
         }),
         "c=64 CPU per request, all processes",
         format!(
-            "facade path {facade_path_us:.1} µs ({facade_busy:.2} CPUs busy), direct {direct_path_us:.1} µs ({direct_busy:.2} busy): \
+            "facade path {facade_path_us:.1} µs ({facade_busy:.2} CPUs busy, {facade_idle:.2} idle), \
+             direct {direct_path_us:.1} µs ({direct_busy:.2} busy, {direct_idle:.2} idle): \
              the throughput ratio can reach {:.2} with the CPUs equally busy",
             direct_path_us / facade_path_us
         ),
