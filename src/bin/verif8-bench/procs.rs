@@ -440,13 +440,8 @@ impl MachineTime {
 
     /// Percent of the machine's CPU time since `earlier` that was stolen.
     pub fn steal_percent_since(&self, earlier: MachineTime) -> f64 {
-        let total = self.total.saturating_sub(earlier.total);
-        let steal = self.steal.saturating_sub(earlier.steal);
-        if total == 0 {
-            0.0
-        } else {
-            100.0 * steal as f64 / total as f64
-        }
+        let window = self.since(earlier);
+        100.0 * window.steal as f64 / window.total.max(1) as f64
     }
 }
 
