@@ -10,9 +10,6 @@ use tracing_subscriber::EnvFilter;
 
 use verif8_grpc::config::{Cli, Command, LogFormat, UpstreamChoice};
 use verif8_grpc::idempotency::MemoryStore;
-use verif8_grpc::log_fields::PlainFields;
-use verif8_grpc::log_sink::{BatchedWriter, FlushGuard};
-use verif8_grpc::log_time::UtcMicros;
 use verif8_grpc::sandbox::{Sandbox, SandboxConfig};
 use verif8_grpc::server::{self, BoxError, ServerOptions};
 use verif8_grpc::upstream::{ApiKeys, UpstreamConfig};
@@ -23,25 +20,19 @@ const SANDBOX_SUBACCOUNT: &str = "sandbox_verif8";
 
 fn main() -> Result<(), BoxError> {
     let cli = Cli::parse();
-    let threads = cli.worker_threads.unwrap_or_else(|| {
+    let _flush_logs_on_exit = init_logging(cli.log_format);
+    // An explicit worker count: tokio would otherwise read
+    // TOKIO_WORKER_THREADS and panic on a malformed value.
+    let workers = cli.worker_threads.unwrap_or_else(|| {
         std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)
     });
-    let _flush_logs_on_exit = init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.get())
+        .enable_all()
+        .build()?;
     match cli.command {
-        // The sandbox is an ordinary axum server on tokio's multi-threaded
-        // scheduler (an explicit count: tokio would otherwise read
-        // TOKIO_WORKER_THREADS and panic on a malformed value).
-        Some(Command::Sandbox(args)) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.get())
-            .enable_all()
-            .build()?
-            .block_on(run_sandbox(args)),
-        // gRPC connections are served on threads of their own; this one
-        // accepts them and runs the HTTP listener and the embedded sandbox.
-        None => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(serve(cli.serve, threads)),
+        Some(Command::Sandbox(args)) => runtime.block_on(run_sandbox(args)),
+        None => runtime.block_on(serve(cli.serve)),
     }
 }
 
@@ -56,10 +47,7 @@ async fn run_sandbox(args: verif8_grpc::config::SandboxArgs) -> Result<(), BoxEr
     Ok(())
 }
 
-async fn serve(
-    args: verif8_grpc::config::ServeArgs,
-    serving_threads: std::num::NonZeroUsize,
-) -> Result<(), BoxError> {
+async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
     let choice = args.upstream()?;
     let (upstream, sandbox, default_subaccount) = match choice {
         UpstreamChoice::EmbeddedSandbox => {
@@ -119,26 +107,25 @@ async fn serve(
             args.idempotency_ttl,
             args.idempotency_capacity,
         )),
-        serving_threads,
     };
     server::serve(listener, http, options, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Logs go to stdout in batches (see `log_sink`), so a request never waits
-/// on a `write(2)`. Keep the guard alive: dropping it flushes what is left.
-fn init_logging(format: LogFormat) -> FlushGuard {
+/// Logs go to stdout through tracing-appender's writer thread, so a request
+/// never waits on a `write(2)`. Keep the guard alive: dropping it flushes
+/// what is left.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = BatchedWriter::stdout();
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     // Colours only for a terminal: a log file or collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
-        .with_timer(UtcMicros)
         .with_ansi(std::io::stdout().is_terminal());
     match format {
-        LogFormat::Plain => builder.fmt_fields(PlainFields).init(),
+        LogFormat::Plain => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
     guard

@@ -1,26 +1,21 @@
-//! Wiring: the gRPC services (ours, health, reflection) on the serving
-//! threads, the accept loop that feeds them, the HTTP listener for metrics
+//! Wiring: the gRPC services (ours, health, reflection) on tonic's server, the HTTP listener for metrics
 //! and callback hints, and an orderly shutdown.
 
 use std::future::Future;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::api::{SandboxApi, VerificationApi};
 use crate::callbacks::{self, CallbackTokens};
-use crate::grpc_router::GrpcRouter;
-use crate::http2_serve::{self, Http2Settings};
 use crate::idempotency::IdempotencyStore;
 use crate::pb;
 use crate::pb::v1::sandbox_service_server::SandboxServiceServer;
 use crate::pb::v1::verification_service_server::VerificationServiceServer;
 use crate::sandbox::RunningSandbox;
-use crate::serving_threads::{Connections, ServeFn, ServingThreads};
 use crate::upstream::{UpstreamClient, UpstreamConfig};
 use crate::watch::{Hub, WatchConfig};
 
@@ -38,22 +33,19 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Where StartVerification answers are kept by request_id.
     pub idempotency: Arc<dyn IdempotencyStore>,
-    /// Threads serving gRPC connections (see `serving_threads`).
-    pub serving_threads: NonZeroUsize,
 }
 
-/// HTTP/2 settings, chosen for a service behind a mesh or load balancer:
-/// keepalive pings find dead peers behind NATs and idle-timeout proxies;
-/// a maximum connection age makes clients reconnect now and then, so new
-/// replicas get traffic; many streams per connection leave room for
-/// long-lived WatchSession streams; small messages are all this API needs.
-const HTTP2_SETTINGS: Http2Settings = Http2Settings {
-    max_concurrent_streams: 4096,
-    keepalive_interval: Duration::from_secs(30),
-    keepalive_timeout: Duration::from_secs(10),
-    max_connection_age: Duration::from_secs(30 * 60),
-    max_connection_age_grace: Duration::from_secs(60),
-};
+// HTTP/2 settings, chosen for a service behind a mesh or load balancer:
+// keepalive pings find dead peers behind NATs and idle-timeout proxies; a
+// maximum connection age makes clients reconnect now and then, so new
+// replicas get traffic; many streams per connection leave room for
+// long-lived WatchSession streams; small messages are all this API needs.
+const MAX_CONCURRENT_STREAMS: u32 = 4096;
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
+const MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(60);
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
@@ -156,80 +148,43 @@ pub async fn serve(
         })
     });
 
-    let mut threads = ServingThreads::start(options.serving_threads, |index| {
-        // Each thread its own pool of 8x8 connections, driven by its runtime.
-        let api = if index == 0 {
-            api.clone()
-        } else {
-            api.with_upstream(UpstreamClient::new(options.upstream.clone())?)
-        };
-        let mut router = GrpcRouter::default()
-            .add_service(
-                VerificationServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add_service(health_service.clone())
-            .add_service(reflection_v1.clone())
-            .add_service(reflection_v1alpha.clone());
-        if let Some(sandbox_service) = &sandbox_service {
-            router = router.add_service(sandbox_service.clone());
-        }
-        let stopping = stopping.clone();
-        let serve: ServeFn = Box::new(move |connections: Connections| {
-            Box::pin(http2_serve::serve(
-                connections,
-                router,
-                HTTP2_SETTINGS,
-                stopping,
-            ))
-        });
-        Ok(serve)
-    })?;
-    accept_until(&grpc, &mut threads, &stopping).await;
-    // Stop listening at once: new clients are refused, not left hanging.
-    drop(grpc);
-    // In-flight calls get the grace period to finish, then the process moves on.
-    let grace_over = tokio::time::sleep(options.shutdown_grace);
+    let server = tonic::transport::Server::builder()
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .max_connection_age(MAX_CONNECTION_AGE)
+        .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE)
+        // hyper's limit on streams reset for a peer's protocol errors
+        // (RUSTSEC-2024-0003); tonic passes none by default.
+        .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+        .add_service(
+            VerificationServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_optional_service(sandbox_service);
+    let incoming = tonic::transport::server::TcpIncoming::from(grpc)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(TCP_KEEPALIVE));
+    // On `stopping` tonic stops accepting at once and lets open connections
+    // finish their calls; the grace period bounds how long that may take.
+    let mut serving = tokio::spawn(
+        server.serve_with_incoming_shutdown(incoming, stopping.clone().cancelled_owned()),
+    );
     tokio::select! {
-        served = threads.finished() => served?,
-        _ = grace_over => tracing::warn!("shutdown grace period over with calls still in flight"),
+        served = &mut serving => return Ok(served??),
+        _ = stopping.cancelled() => {}
     }
-    threads.abort();
+    tokio::select! {
+        served = &mut serving => served??,
+        _ = tokio::time::sleep(options.shutdown_grace) => {
+            tracing::warn!("shutdown grace period over with calls still in flight");
+            serving.abort();
+        }
+    }
     if let Some(http_server) = http_server {
         http_server.abort();
     }
     Ok(())
-}
-
-/// Accepts gRPC connections and hands them to the serving threads until
-/// `stopping` is cancelled.
-async fn accept_until(
-    listener: &TcpListener,
-    threads: &mut ServingThreads,
-    stopping: &CancellationToken,
-) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stopping.cancelled() => return,
-        };
-        let handed = accepted.and_then(|(connection, _)| {
-            configure(&connection)?;
-            threads.hand_over(connection)
-        });
-        if let Err(error) = handed {
-            // E.g. out of file descriptors: pause rather than spin.
-            tracing::warn!(%error, "accepting a gRPC connection failed");
-            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-        }
-    }
-}
-
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
-
-/// Nagle off, or small writes wait ~40 ms for delayed ACKs; TCP keepalive
-/// finds peers that vanished without a FIN.
-fn configure(connection: &TcpStream) -> std::io::Result<()> {
-    connection.set_nodelay(true)?;
-    socket2::SockRef::from(connection)
-        .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE))
 }

@@ -54,14 +54,6 @@ impl VerificationApi {
         })
     }
 
-    /// The same service, shared state and all, calling 8x8 through `upstream`.
-    pub fn with_upstream(&self, upstream: UpstreamClient) -> Arc<Self> {
-        Arc::new(VerificationApi {
-            upstream,
-            ..self.clone()
-        })
-    }
-
     /// Runs one RPC if there is room, logging it either way. Callers pass
     /// the RPC's future boxed: every async layer that takes a future by value
     /// stores it twice over, and unboxed the layers here and in tonic grew

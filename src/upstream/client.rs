@@ -7,21 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Uri;
-use http::header::HeaderValue;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::proxy::matcher::Matcher;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use tokio::time::Instant;
 use url::Url;
 
 use super::config::{ApiKeys, UpstreamConfig};
-use super::connector::Connector;
-use super::error::{ApiError, UpstreamError};
-use super::http1;
-use super::pool::Pool;
+use super::error::{ApiError, UpstreamError, root_cause};
 use super::session::SessionInfo;
 use super::wire::{CoverageBody, SmaCoverageRequest, StartRequest};
 use crate::metrics;
@@ -31,7 +26,12 @@ use crate::metrics;
 const MAX_BODY_BYTES: usize = 256 * 1024;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle pooled connections to 8x8 are dropped after this long.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const USER_AGENT: &str = concat!("verif8-grpc/", env!("CARGO_PKG_VERSION"));
+/// The longest Retry-After honoured: a larger value (or one that would
+/// overflow a clock) is read as this.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// What a path segment must escape: the `url` crate's path-segment set
 /// (so `/` inside an id can't add a segment).
@@ -84,10 +84,9 @@ impl CallPolicy {
 
 #[derive(Clone)]
 pub struct UpstreamClient {
-    connections: Arc<Pool>,
-    /// The `host` header: the base URL's host, and its port unless default.
-    host: Arc<str>,
-    /// `{base URL's path}/api/v2/subaccounts/`: every call's path continues it.
+    /// One client for every call: its pool, TLS and proxies are shared.
+    http: reqwest::Client,
+    /// `{base URL}/api/v2/subaccounts/`: every call's URL continues it.
     subaccounts_root: Arc<str>,
     authorization: Arc<Authorization>,
     timeout: Duration,
@@ -131,19 +130,26 @@ impl Authorization {
 pub struct InvalidApiKey;
 
 impl UpstreamClient {
-    /// Egress proxies come from the environment (`HTTPS_PROXY`, `NO_PROXY`…).
+    /// Egress proxies come from the environment as reqwest reads them
+    /// (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`…).
     pub fn new(config: UpstreamConfig) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Self::with_proxies(config, Matcher::from_env())
+        Self::with_builder(config, reqwest::Client::builder())
     }
 
-    fn with_proxies(
+    fn with_builder(
         config: UpstreamConfig,
-        proxies: Matcher,
+        builder: reqwest::ClientBuilder,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let connector = https_connector(Connector::new(proxies, CONNECT_TIMEOUT))?;
+        // rustls with the webpki roots; HTTP/2 when 8x8 offers it by ALPN.
+        let http = builder
+            .use_rustls_tls()
+            .user_agent(USER_AGENT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .tcp_nodelay(true)
+            .build()?;
         Ok(UpstreamClient {
-            connections: Arc::new(Pool::new(connector, origin(&config.base_url)?)),
-            host: host_header(&config.base_url).into(),
+            http,
             subaccounts_root: subaccounts_root(&config.base_url).into(),
             authorization: Arc::new(Authorization::new(&config.keys)?),
             timeout: config.timeout,
@@ -161,7 +167,14 @@ impl UpstreamClient {
         let target = self.path(subaccount, &["sessions"]);
         let policy = CallPolicy::once(deadline);
         let body = self
-            .send("start", subaccount, "POST", target, Some(request), policy)
+            .send(
+                "start",
+                subaccount,
+                Method::POST,
+                target,
+                Some(request),
+                policy,
+            )
             .await?;
         SessionInfo::from_json(&body, None).map_err(UpstreamError::Malformed)
     }
@@ -175,7 +188,7 @@ impl UpstreamClient {
     ) -> Result<SessionInfo, UpstreamError> {
         let target = self.session_path(subaccount, session_id);
         let body = self
-            .send::<()>("get_session", subaccount, "GET", target, None, policy)
+            .send::<()>("get_session", subaccount, Method::GET, target, None, policy)
             .await?;
         SessionInfo::from_json(&body, Some(session_id)).map_err(UpstreamError::Malformed)
     }
@@ -194,7 +207,7 @@ impl UpstreamClient {
         target.extend(form_urlencoded::byte_serialize(code.as_bytes()));
         let policy = CallPolicy::once(deadline);
         let body = self
-            .send::<()>("check_code", subaccount, "GET", target, None, policy)
+            .send::<()>("check_code", subaccount, Method::GET, target, None, policy)
             .await?;
         SessionInfo::from_json(&body, Some(session_id)).map_err(UpstreamError::Malformed)
     }
@@ -211,7 +224,7 @@ impl UpstreamClient {
             .send(
                 "sma_coverage",
                 subaccount,
-                "POST",
+                Method::POST,
                 target,
                 Some(request),
                 policy,
@@ -245,8 +258,8 @@ impl UpstreamClient {
         &self,
         endpoint: &'static str,
         subaccount: &str,
-        method: &'static str,
-        target: String,
+        method: Method,
+        url: String,
         body: Option<&B>,
         policy: CallPolicy,
     ) -> Result<Bytes, UpstreamError> {
@@ -254,22 +267,21 @@ impl UpstreamClient {
             .authorization
             .for_subaccount(subaccount)
             .ok_or_else(|| UpstreamError::NoApiKey(subaccount.to_owned()))?;
-        // Serialising validated input can't fail; if it did, nothing was
-        // sent, which is what Connect tells callers.
-        let json_body = match body {
-            Some(body) => serde_json::to_vec(body)
-                .map_err(|e| UpstreamError::Connect(format!("request JSON: {e}")))?,
-            None => Vec::new(),
-        };
-        let request = http1::Request {
-            method,
-            target: &target,
-            host: &self.host,
-            authorization: authorization.as_bytes(),
-            user_agent: USER_AGENT,
-            json_body: &json_body,
+        let mut request = self
+            .http
+            .request(method, url)
+            .header(AUTHORIZATION, authorization.clone())
+            .header(ACCEPT, "application/json");
+        if let Some(body) = body {
+            // Serialising validated input can't fail; if it did, nothing was
+            // sent, which is what Connect tells callers.
+            let json = serde_json::to_vec(body)
+                .map_err(|e| UpstreamError::Connect(format!("request JSON: {e}")))?;
+            request = request.header(CONTENT_TYPE, "application/json").body(json);
         }
-        .encode();
+        let request = request
+            .build()
+            .map_err(|e| UpstreamError::Connect(root_cause(&e)))?;
         let budget = policy
             .deadline
             .map_or(self.timeout, |d| d.min(self.timeout));
@@ -281,8 +293,12 @@ impl UpstreamClient {
             if left.is_zero() {
                 return Err(UpstreamError::Timeout);
             }
+            // A body of bytes always clones.
+            let attempt = request
+                .try_clone()
+                .ok_or_else(|| UpstreamError::Connect("request body not repeatable".into()))?;
             // One time limit for the connection, the answer's head and its body.
-            let result = tokio::time::timeout(left, self.exchange(endpoint, &request))
+            let result = tokio::time::timeout(left, self.exchange(endpoint, attempt))
                 .await
                 .unwrap_or(Err(UpstreamError::Timeout));
             let error = match result {
@@ -305,7 +321,7 @@ impl UpstreamClient {
     async fn exchange(
         &self,
         endpoint: &'static str,
-        request: &[u8],
+        request: reqwest::Request,
     ) -> Result<Bytes, UpstreamError> {
         let sent = std::time::Instant::now();
         let answer = self.round_trip(request).await;
@@ -329,54 +345,74 @@ impl UpstreamClient {
         }
     }
 
-    /// One request and its answer on a pooled connection.
-    async fn round_trip(&self, request: &[u8]) -> Result<http1::Answer, UpstreamError> {
-        let mut connection = self.connections.checkout().await?;
-        let answer = http1::exchange(&mut connection, request, MAX_BODY_BYTES)
-            .await
-            .map_err(|error| match error {
-                http1::ExchangeError::TooLarge(_) => UpstreamError::Malformed(error.to_string()),
-                other => UpstreamError::Transport(other.to_string()),
-            })?;
-        if answer.reusable {
-            self.connections.checkin(connection);
+    /// One request and its whole answer.
+    async fn round_trip(&self, request: reqwest::Request) -> Result<Answer, UpstreamError> {
+        let mut response = self.http.execute(request).await.map_err(request_error)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_retry_after);
+        let too_large = || UpstreamError::Malformed(format!("answer over {MAX_BODY_BYTES} bytes"));
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+        {
+            return Err(too_large());
         }
-        Ok(answer)
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(request_error)? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            body: body.into(),
+            retry_after,
+        })
     }
 }
 
-/// TCP, or TLS with the webpki roots for https; HTTP/1.1 only.
-pub(crate) fn https_connector(
-    tcp: Connector,
-) -> Result<HttpsConnector<Connector>, Box<dyn std::error::Error + Send + Sync>> {
-    Ok(hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))?
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(tcp))
+struct Answer {
+    status: u16,
+    body: Bytes,
+    retry_after: Option<Duration>,
 }
 
-/// What the connector dials: the base URL's scheme, host and port.
-fn origin(base_url: &Url) -> Result<Uri, http::Error> {
-    Uri::builder()
-        .scheme(base_url.scheme())
-        .authority(host_header(base_url))
-        .path_and_query("/")
-        .build()
-}
-
-fn host_header(base_url: &Url) -> String {
-    let host = base_url.host_str().unwrap_or_default();
-    match base_url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
+/// Nothing sent (no connection) is told apart from a request that may have
+/// reached 8x8 without an answer coming back.
+fn request_error(error: reqwest::Error) -> UpstreamError {
+    if error.is_connect() {
+        UpstreamError::Connect(root_cause(&error))
+    } else if error.is_timeout() {
+        UpstreamError::Timeout
+    } else {
+        UpstreamError::Transport(root_cause(&error))
     }
+}
+
+/// `Retry-After` as seconds or as an HTTP date, clamped to `MAX_RETRY_AFTER`
+/// so no value can overflow a deadline.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let delay = match value.trim().parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            (at.to_utc() - chrono::Utc::now())
+                .to_std()
+                .unwrap_or_default()
+        }
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
 }
 
 fn subaccounts_root(base_url: &Url) -> String {
     format!(
         "{}/api/v2/subaccounts/",
-        base_url.path().trim_end_matches('/')
+        base_url.as_str().trim_end_matches('/')
     )
 }
 
@@ -441,14 +477,14 @@ mod tests {
         (address, seen)
     }
 
-    fn client_for(base_url: &str, proxies: Matcher) -> UpstreamClient {
-        UpstreamClient::with_proxies(
+    fn client_for(base_url: &str, proxy: reqwest::Proxy) -> UpstreamClient {
+        UpstreamClient::with_builder(
             UpstreamConfig {
                 base_url: Url::parse(base_url).unwrap(),
                 keys: ApiKeys::single(secrecy::SecretString::from("key")),
                 timeout: Duration::from_secs(5),
             },
-            proxies,
+            reqwest::Client::builder().proxy(proxy),
         )
         .unwrap()
     }
@@ -458,7 +494,7 @@ mod tests {
         let (proxy, seen) = refusing_proxy().await;
         let client = client_for(
             "https://verify.8x8.invalid/",
-            Matcher::builder().https(proxy).build(),
+            reqwest::Proxy::https(proxy).unwrap(),
         );
         let error = client
             .get_session("acme", "s1", CallPolicy::once(None))
@@ -479,12 +515,11 @@ mod tests {
             ("http://127.0.0.1:9/", ""),
         ] {
             let (proxy, seen) = refusing_proxy().await;
-            let proxies = Matcher::builder()
-                .all(proxy.clone())
-                .https(proxy)
-                .no(no_proxy)
-                .build();
-            let error = client_for(base_url, proxies)
+            // An https-only proxy, as HTTPS_PROXY sets one.
+            let proxy = reqwest::Proxy::https(proxy)
+                .unwrap()
+                .no_proxy(reqwest::NoProxy::from_string(no_proxy));
+            let error = client_for(base_url, proxy)
                 .get_session("acme", "s1", CallPolicy::once(None))
                 .await
                 .unwrap_err();
@@ -507,7 +542,19 @@ mod tests {
         .unwrap();
         assert_eq!(
             client.session_path("acme&co", "a/b").as_str(),
-            "/prefix/api/v2/subaccounts/acme&co/sessions/a%2Fb"
+            "http://127.0.0.1:9/prefix/api/v2/subaccounts/acme&co/sessions/a%2Fb"
         );
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates_and_is_clamped() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        let delay = parse_retry_after(&later).unwrap();
+        assert!(delay > Duration::from_secs(25) && delay <= Duration::from_secs(30));
+        assert_eq!(parse_retry_after("soon"), None);
+        for huge in ["18446744073709551615", "Fri, 31 Dec 9999 23:59:59 GMT"] {
+            assert_eq!(parse_retry_after(huge), Some(MAX_RETRY_AFTER), "{huge}");
+        }
     }
 }

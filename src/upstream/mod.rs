@@ -3,12 +3,9 @@
 
 mod client;
 mod config;
-mod connector;
 mod error;
-mod http1;
 #[cfg(test)]
 mod parse_props;
-mod pool;
 mod session;
 mod wire;
 

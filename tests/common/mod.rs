@@ -89,7 +89,6 @@ pub fn facade_options(upstream_url: &str, api_key: &str) -> ServerOptions {
         max_in_flight: 1024,
         shutdown_grace: Duration::from_secs(5),
         // More than one, so tests cross the hand-over between threads.
-        serving_threads: std::num::NonZeroUsize::new(2).unwrap(),
         idempotency: std::sync::Arc::new(verif8_grpc::idempotency::MemoryStore::new(
             Duration::from_secs(24 * 3600),
             10_000,

@@ -475,7 +475,7 @@ fn processes_named(name: &str) -> usize {
         .count()
 }
 
-/// `verif8-grpc` beside this binary. Run by cargo (`cargo run --bin verif8-bench`), which builds
+/// `verif8-grpc` beside this binary. Run by cargo (`cargo run -p verif8-bench`), which builds
 /// only this binary, it is rebuilt first so the facade measured is the current source.
 pub fn locate_facade() -> Result<PathBuf, BoxError> {
     let here = std::env::current_exe()?;
@@ -490,14 +490,19 @@ pub fn locate_facade() -> Result<PathBuf, BoxError> {
 
 fn rebuild(cargo: &Path, manifest_dir: &Path) -> Result<(), BoxError> {
     let mut command = Command::new(cargo);
-    command
-        .current_dir(manifest_dir)
-        .args(["build", "--quiet", "--bin", "verif8-grpc"]);
+    command.current_dir(manifest_dir).args([
+        "build",
+        "--quiet",
+        "-p",
+        "verif8-grpc",
+        "--bin",
+        "verif8-grpc",
+    ]);
     if !cfg!(debug_assertions) {
         command.arg("--release");
     }
     eprintln!(
-        "building verif8-grpc (cargo build --bin verif8-grpc) so the current source is measured"
+        "building verif8-grpc (cargo build -p verif8-grpc) so the current source is measured"
     );
     let status = command.status()?;
     if !status.success() {

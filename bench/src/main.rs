@@ -6,25 +6,15 @@
 //! `cargo run --release --bin verif8-bench -- all` (add `--smoke` for a quick CI pass).
 
 // A crate root resolves `mod` beside itself, so the folder is named explicitly.
-#[path = "verif8-bench/client.rs"]
 mod client;
-#[path = "verif8-bench/fanout.rs"]
 mod fanout;
-#[path = "verif8-bench/inside.rs"]
 mod inside;
-#[path = "verif8-bench/load.rs"]
 mod load;
-#[path = "verif8-bench/procs.rs"]
 mod procs;
-#[path = "verif8-bench/report.rs"]
 mod report;
-#[path = "verif8-bench/startup.rs"]
 mod startup;
-#[path = "verif8-bench/unary.rs"]
 mod unary;
-#[path = "verif8-bench/watch_memory.rs"]
 mod watch_memory;
-#[path = "verif8-bench/watch_polls.rs"]
 mod watch_polls;
 
 use std::path::PathBuf;
