@@ -39,11 +39,11 @@ step() {
 
 step setup-tools        scripts/setup-tools.sh
 step fmt                cargo fmt --all -- --check
-step clippy             cargo clippy --locked --all-targets -- -D warnings
+step clippy             cargo clippy --locked --workspace --all-targets -- -D warnings
 step buf-lint           "$tools/bin/buf" lint
-step cargo-test         cargo test --locked --all-targets
+step cargo-test         cargo test --locked --workspace --all-targets
 # Usually a no-op (cargo test already built it), but the e2e steps must not depend on that.
-step build-binary       cargo build --locked --bins
+step build-binary       cargo build --locked --workspace --bins
 step e2e-grpcurl        "$py" tests/e2e/grpcurl_walkthrough.py --bin "$bin" --grpcurl "$tools/bin/grpcurl"
 step e2e-python-client  "$py" tests/e2e/python_client.py --bin "$bin"
 # The benchmark harness works end to end (a seconds-long smoke; figures mean nothing here).
