@@ -72,13 +72,27 @@ async fn trace_logs_hold_no_secrets() {
             ..Default::default()
         })
         .await;
-    while watch.next().await.is_some() {}
+    let mut received = 1;
+    while let Some(message) = watch.next().await {
+        message.unwrap();
+        received += 1;
+    }
     drop(h);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     assert!(logs.lines().count() > 50, "TRACE logging was on:\n{logs}");
     assert!(logs.contains("rpc finished"), "the per-RPC line is there");
+    // The watch ended on VERIFIED after the snapshot and the change.
+    let watch_end = logs
+        .lines()
+        .find(|line| line.contains("watch stream ended"))
+        .expect("a line when the watch stream ends");
+    assert!(
+        watch_end.contains("ended=\"final_status\"")
+            && watch_end.contains(&format!("messages_sent={received}")),
+        "{watch_end}"
+    );
     for (secret, what) in [
         (common::API_KEY, "API key"),
         (code.as_str(), "OTP code"),

@@ -37,6 +37,11 @@ struct Watcher {
     /// What this watcher was last told; None until the snapshot went out.
     last_sent: Option<std::sync::Arc<Observation>>,
     done: bool,
+    /// For the line logged when the stream ends.
+    opened: std::time::Instant,
+    messages_sent: u64,
+    /// How the stream ended; None while open, and when the client left.
+    ended: Option<&'static str>,
     _slot: OwnedSemaphorePermit,
     _counted: metrics::WatchStreamGuard,
 }
@@ -54,6 +59,9 @@ pub fn stream(
         heartbeat,
         last_sent: None,
         done: false,
+        opened: std::time::Instant::now(),
+        messages_sent: 0,
+        ended: None,
         _slot: slot,
         _counted: metrics::WatchStreamGuard::open(),
     };
@@ -93,14 +101,10 @@ impl Watcher {
                         return Some(Ok(self.emit(observation, pb::WatchEventKind::Changed)));
                     }
                 }
-                WatchState::Ended(end) => {
-                    self.done = true;
-                    return Some(Err(end_status(&end)));
-                }
+                WatchState::Ended(end) => return Some(Err(self.end(&end))),
             }
             if changed.is_err() {
-                self.done = true;
-                return Some(Err(end_status(&WatchEnd::ShuttingDown)));
+                return Some(Err(self.end(&WatchEnd::ShuttingDown)));
             }
         }
     }
@@ -118,13 +122,16 @@ impl Watcher {
             });
         if observation.session.status.is_final() {
             self.done = true;
+            self.ended = Some("final_status");
         }
+        self.messages_sent += 1;
         let message = response(&self.subaccount, &observation, kind, previous);
         self.last_sent = Some(observation);
         message
     }
 
-    fn heartbeat_message(&self) -> pb::WatchSessionResponse {
+    fn heartbeat_message(&mut self) -> pb::WatchSessionResponse {
+        self.messages_sent += 1;
         let last = self.last_sent.as_ref().expect("the snapshot goes first");
         let status = convert::status(last.session.status);
         let mut message = response(
@@ -135,6 +142,26 @@ impl Watcher {
         );
         message.observed_at = Some(convert::timestamp(chrono::Utc::now()));
         message
+    }
+
+    /// The status that ends the stream, noted for the closing log line.
+    fn end(&mut self, end: &WatchEnd) -> Status {
+        self.done = true;
+        let status = end_status(end);
+        self.ended = Some(metrics::code_name(status.code()));
+        status
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        tracing::info!(
+            method = "WatchSession",
+            ended = self.ended.unwrap_or("client_left"),
+            duration_ms = self.opened.elapsed().as_millis() as u64,
+            messages_sent = self.messages_sent,
+            "watch stream ended"
+        );
     }
 }
 
