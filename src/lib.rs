@@ -1,11 +1,12 @@
-pub mod api;
-pub mod callbacks;
 pub mod codec;
 pub mod config;
+pub mod grpc;
+pub mod http_listener;
 pub mod idempotency;
-pub mod metrics;
 pub mod pb;
 pub mod sandbox;
 pub mod server;
+pub mod telemetry;
+pub mod transport;
 pub mod upstream;
 pub mod watch;

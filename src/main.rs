@@ -1,17 +1,16 @@
 //! `verif8-grpc`: parse the configuration, start, wait for a signal.
 
-use std::io::IsTerminal;
 use std::sync::Arc;
 
 use clap::Parser;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
-use verif8_grpc::config::{Cli, Command, LogFormat, UpstreamChoice};
+use verif8_grpc::config::{Cli, Command, UpstreamChoice};
 use verif8_grpc::idempotency::MemoryStore;
 use verif8_grpc::sandbox::{Sandbox, SandboxConfig};
 use verif8_grpc::server::{self, BoxError, ServerOptions};
+use verif8_grpc::telemetry::logs;
 use verif8_grpc::upstream::{ApiKeys, UpstreamConfig};
 
 /// Subaccount assumed in sandbox mode when none is configured, so a newcomer
@@ -20,7 +19,7 @@ const SANDBOX_SUBACCOUNT: &str = "sandbox_verif8";
 
 fn main() -> Result<(), BoxError> {
     let cli = Cli::parse();
-    let _flush_logs_on_exit = init_logging(cli.log_format);
+    let _flush_logs_on_exit = logs::init(cli.log_format);
     // An explicit worker count: tokio would otherwise read
     // TOKIO_WORKER_THREADS and panic on a malformed value.
     let workers = cli.worker_threads.unwrap_or_else(|| {
@@ -111,24 +110,6 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
     server::serve(listener, http, options, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Logs go to stdout through tracing-appender's writer thread, so a request
-/// never waits on a `write(2)`. Keep the guard alive: dropping it flushes
-/// what is left.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
-    // Colours only for a terminal: a log file or collector gets plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::stdout().is_terminal());
-    match format {
-        LogFormat::Plain => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-    guard
 }
 
 /// Completes on SIGINT or SIGTERM.

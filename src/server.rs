@@ -9,13 +9,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::api::{SandboxApi, VerificationApi};
-use crate::callbacks::{self, CallbackTokens};
+use crate::grpc::{SandboxApi, VerificationApi};
+use crate::http_listener::{self, callbacks::CallbackTokens};
 use crate::idempotency::IdempotencyStore;
 use crate::pb;
 use crate::pb::v1::sandbox_service_server::SandboxServiceServer;
 use crate::pb::v1::verification_service_server::VerificationServiceServer;
 use crate::sandbox::RunningSandbox;
+use crate::transport::{self, MAX_MESSAGE_BYTES};
 use crate::upstream::{UpstreamClient, UpstreamConfig};
 use crate::watch::{Hub, WatchConfig};
 
@@ -34,20 +35,6 @@ pub struct ServerOptions {
     /// Where StartVerification answers are kept by request_id.
     pub idempotency: Arc<dyn IdempotencyStore>,
 }
-
-// HTTP/2 settings, chosen for a service behind a mesh or load balancer:
-// keepalive pings find dead peers behind NATs and idle-timeout proxies; a
-// maximum connection age makes clients reconnect now and then, so new
-// replicas get traffic; many streams per connection leave room for
-// long-lived WatchSession streams; small messages are all this API needs.
-const MAX_CONCURRENT_STREAMS: u32 = 4096;
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
-const MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(60);
-const MAX_LOCAL_ERROR_RESETS: usize = 1024;
-const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -69,7 +56,6 @@ pub async fn serve(
         options.default_subaccount,
         hub.clone(),
         callbacks.clone(),
-        options.max_in_flight,
         options.idempotency,
     );
 
@@ -132,31 +118,11 @@ pub async fn serve(
     }
 
     let http_server = http.map(|listener| {
-        let router = match &callbacks {
-            Some(tokens) => callbacks::router(tokens.clone(), hub.clone()),
-            None => axum::Router::new(),
-        }
-        .route(
-            "/metrics",
-            axum::routing::get(|| async { crate::metrics::render() }),
-        );
-        let stopping = stopping.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stopping.cancelled_owned())
-                .await
-        })
+        let router = http_listener::router(callbacks, hub.clone());
+        tokio::spawn(http_listener::serve(listener, router, stopping.clone()))
     });
 
-    let server = tonic::transport::Server::builder()
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .max_connection_age(MAX_CONNECTION_AGE)
-        .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE)
-        // hyper's limit on streams reset for a peer's protocol errors
-        // (RUSTSEC-2024-0003); tonic passes none by default.
-        .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+    let router = transport::server(options.max_in_flight)
         .add_service(
             VerificationServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
@@ -164,14 +130,9 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_optional_service(sandbox_service);
-    let incoming = tonic::transport::server::TcpIncoming::from(grpc)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(TCP_KEEPALIVE));
     // On `stopping` tonic stops accepting at once and lets open connections
     // finish their calls; the grace period bounds how long that may take.
-    let mut serving = tokio::spawn(
-        server.serve_with_incoming_shutdown(incoming, stopping.clone().cancelled_owned()),
-    );
+    let mut serving = tokio::spawn(transport::serve(router, grpc, stopping.clone()));
     tokio::select! {
         served = &mut serving => return Ok(served??),
         _ = stopping.cancelled() => {}

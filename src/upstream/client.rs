@@ -19,7 +19,7 @@ use super::config::{ApiKeys, UpstreamConfig};
 use super::error::{ApiError, UpstreamError, root_cause};
 use super::session::SessionInfo;
 use super::wire::{CoverageBody, SmaCoverageRequest, StartRequest};
-use crate::metrics;
+use crate::telemetry::metrics;
 
 /// 8x8's answers are a few hundred bytes; anything far larger is refused
 /// rather than buffered.

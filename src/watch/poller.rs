@@ -10,7 +10,7 @@ use chrono::Utc;
 use tokio::time::{Instant, sleep_until};
 
 use super::budget::Priority;
-use super::hub::{Entry, Observation, SessionKey, Shared, Source, WatchEnd, WatchState, apply};
+use super::state::{Entry, Observation, SessionKey, Shared, Source, WatchEnd, WatchState, apply};
 use crate::upstream::{CallPolicy, SessionStatus, UpstreamError};
 
 pub(super) async fn run(shared: Arc<Shared>, key: SessionKey, entry: Arc<Entry>) {
@@ -33,7 +33,7 @@ pub(super) async fn run(shared: Arc<Shared>, key: SessionKey, entry: Arc<Entry>)
         }
 
         let writes_before = entry.writes.load(std::sync::atomic::Ordering::Acquire);
-        crate::metrics::poll();
+        crate::telemetry::metrics::poll();
         // One try per poll: the poller's own backoff and budget pace retries.
         match shared
             .upstream
@@ -42,7 +42,7 @@ pub(super) async fn run(shared: Arc<Shared>, key: SessionKey, entry: Arc<Entry>)
         {
             Ok(session) => {
                 if session.status == SessionStatus::Verified {
-                    crate::metrics::verified(&session.session_id);
+                    crate::telemetry::metrics::verified(&session.session_id);
                 }
                 failures = 0;
                 failing_since = None;

@@ -5,6 +5,7 @@
 use tonic::Status;
 use tonic_types::FieldViolation;
 
+mod enums;
 mod fields;
 
 use self::fields::{
@@ -47,7 +48,7 @@ pub fn start_request(
         &request.destination,
         country.is_some(),
     );
-    let channel = super::convert::channel(&mut v, request.channel);
+    let channel = enums::channel(&mut v, request.channel);
     let channel_kind = pb::Channel::try_from(request.channel).unwrap_or_default();
 
     let code_length = (request.code_length != 0).then_some(request.code_length);
@@ -86,7 +87,7 @@ pub fn start_request(
             30,
             7200,
         ),
-        code_type: super::convert::code_type(&mut v, request.code_type),
+        code_type: enums::code_type(&mut v, request.code_type),
         template,
         language: language(&mut v, &request.language),
         reset_session: request.reset_session,

@@ -9,8 +9,8 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tonic::{Code, Status};
 
 use super::{convert, status};
-use crate::metrics;
 use crate::pb::v1 as pb;
+use crate::telemetry::metrics;
 use crate::watch::{Observation, Source, WatchEnd, WatchState};
 
 /// Waits for the session's first state: the snapshot, or the error that ends

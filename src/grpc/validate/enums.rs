@@ -1,11 +1,9 @@
-//! Proto ⇄ upstream types. Enum fields arrive as raw i32 on the wire, so an
-//! unknown number is a field violation, not a panic.
+//! Proto enums → upstream types. Enum fields arrive as raw i32 on the wire,
+//! so an unknown number is a field violation, not a panic.
 
-use chrono::{DateTime, Utc};
-
-use super::validate::Violations;
+use super::Violations;
 use crate::pb::v1 as pb;
-use crate::upstream::{self, SessionInfo, SessionStatus};
+use crate::upstream;
 
 pub fn channel(v: &mut Violations, value: i32) -> Option<upstream::Channel> {
     match pb::Channel::try_from(value) {
@@ -49,35 +47,5 @@ pub fn sms_encoding(v: &mut Violations, value: i32) -> Option<upstream::SmsEncod
             v.add("sms.encoding", format!("unknown encoding {value}"));
             None
         }
-    }
-}
-
-pub fn status(status: SessionStatus) -> pb::SessionStatus {
-    match status {
-        SessionStatus::Waiting => pb::SessionStatus::Waiting,
-        SessionStatus::Verified => pb::SessionStatus::Verified,
-        SessionStatus::Failed => pb::SessionStatus::Failed,
-        SessionStatus::Expired => pb::SessionStatus::Expired,
-    }
-}
-
-pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
-}
-
-pub fn session(subaccount: &str, session: &SessionInfo) -> pb::Session {
-    pb::Session {
-        session_id: session.session_id.clone(),
-        subaccount_id: subaccount.to_owned(),
-        destination: session.destination.clone(),
-        status: status(session.status) as i32,
-        attempt: session.attempt,
-        expires_at: session.expires_at.map(timestamp),
-        retry_after: session.retry_after.map(timestamp),
-        verify_uri: session.verify_uri.clone(),
-        verification_url: session.verification_url.clone().unwrap_or_default(),
     }
 }

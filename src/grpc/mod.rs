@@ -1,9 +1,10 @@
-//! The gRPC side: validation, proto conversion, error mapping and the services.
+//! The gRPC surface: the services (thin handlers), request validation, answer
+//! conversion, error mapping and the tower layers every call passes through.
 
 mod convert;
 mod deadline;
 mod languages;
-mod observe;
+pub mod layers;
 mod resend_hints;
 mod sandbox_service;
 mod service;

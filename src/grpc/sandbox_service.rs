@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{convert, observe};
+use super::convert;
 use crate::pb::v1 as pb;
 use crate::pb::v1::sandbox_service_server::SandboxService;
 use crate::sandbox::RunningSandbox;
@@ -38,26 +38,21 @@ impl SandboxService for SandboxApi {
         request: Request<pb::ListMessagesRequest>,
     ) -> Result<Response<pb::ListMessagesResponse>, Status> {
         let request = request.into_inner();
-        let listing = async {
-            let session_id = Some(request.session_id.as_str()).filter(|s| !s.is_empty());
-            let destination = Some(request.destination.as_str()).filter(|s| !s.is_empty());
-            let messages = self
-                .sandbox
-                .messages(session_id, destination)
-                .into_iter()
-                .map(|message| pb::SandboxMessage {
-                    session_id: message.session_id,
-                    destination: message.destination,
-                    channel: channel(&message.channel) as i32,
-                    text: message.text,
-                    code: message.code,
-                    sent_at: Some(convert::timestamp(message.sent_at)),
-                })
-                .collect();
-            Ok(pb::ListMessagesResponse { messages })
-        };
-        observe::rpc("ListMessages", listing)
-            .await
-            .map(Response::new)
+        let session_id = Some(request.session_id.as_str()).filter(|s| !s.is_empty());
+        let destination = Some(request.destination.as_str()).filter(|s| !s.is_empty());
+        let messages = self
+            .sandbox
+            .messages(session_id, destination)
+            .into_iter()
+            .map(|message| pb::SandboxMessage {
+                session_id: message.session_id,
+                destination: message.destination,
+                channel: channel(&message.channel) as i32,
+                text: message.text,
+                code: message.code,
+                sent_at: Some(convert::timestamp(message.sent_at)),
+            })
+            .collect();
+        Ok(Response::new(pb::ListMessagesResponse { messages }))
     }
 }

@@ -6,18 +6,17 @@ use std::time::Duration;
 
 use prost::Message;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
-
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::layers::InFlightSlot;
 use super::resend_hints::ResendHints;
-use super::{convert, deadline, observe, status, validate, watch_stream};
-use crate::callbacks::CallbackTokens;
+use super::{convert, deadline, status, validate, watch_stream};
+use crate::http_listener::callbacks::CallbackTokens;
 use crate::idempotency::{Claim, IdempotencyStore};
-use crate::metrics;
 use crate::pb::v1 as pb;
 use crate::pb::v1::verification_service_server::VerificationService;
+use crate::telemetry::metrics;
 use crate::upstream::{CallPolicy, Channel, SessionInfo, SessionStatus, UpstreamClient};
 use crate::watch::{Hub, SessionKey, Source};
 
@@ -29,8 +28,6 @@ pub struct VerificationApi {
     hub: Hub,
     /// Set with a public URL: callback hints for sessions without their own callback_url.
     callbacks: Option<Arc<CallbackTokens>>,
-    /// Bounds RPCs in flight: beyond it requests are shed at once.
-    in_flight: Arc<Semaphore>,
     idempotency: Arc<dyn IdempotencyStore>,
 }
 
@@ -40,7 +37,6 @@ impl VerificationApi {
         default_subaccount: Option<String>,
         hub: Hub,
         callbacks: Option<Arc<CallbackTokens>>,
-        max_in_flight: usize,
         idempotency: Arc<dyn IdempotencyStore>,
     ) -> Arc<Self> {
         Arc::new(VerificationApi {
@@ -49,28 +45,8 @@ impl VerificationApi {
             resend_hints: Arc::default(),
             hub,
             callbacks,
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
             idempotency,
         })
-    }
-
-    /// Runs one RPC if there is room, logging it either way. Callers pass
-    /// the RPC's future boxed: every async layer that takes a future by value
-    /// stores it twice over, and unboxed the layers here and in tonic grew
-    /// GetSession's future to ~18 KB, copied on every move.
-    async fn admitted<T>(
-        &self,
-        method: &'static str,
-        call: impl std::future::Future<Output = Result<T, Status>>,
-    ) -> Result<Response<T>, Status> {
-        let admitted = async {
-            let _slot = self.in_flight.try_acquire().map_err(|_| {
-                metrics::shed();
-                status::overloaded()
-            })?;
-            call.await
-        };
-        observe::rpc(method, admitted).await.map(Response::new)
     }
 
     /// Write-through: watchers of this session hear about it at once.
@@ -95,6 +71,7 @@ impl VerificationApi {
         self: &Arc<Self>,
         request: pb::StartVerificationRequest,
         deadline: Option<Duration>,
+        slot: Option<InFlightSlot>,
     ) -> Result<pb::StartVerificationResponse, Status> {
         let (subaccount, body) = validate::start_request(&request, self.default_subaccount())?;
         if request.request_id.is_empty() {
@@ -110,12 +87,14 @@ impl VerificationApi {
             Claim::Mismatch => Err(status::request_id_reused()),
             Claim::Proceed => {
                 // In its own task: a caller that gives up doesn't cancel a
-                // start already on its way to 8x8, whose answer is kept for the retry.
+                // start already on its way to 8x8, whose answer is kept for
+                // the retry. It keeps the call's in-flight slot till then.
                 let api = self.clone();
                 let started = tokio::spawn(async move {
                     let answer = api.send_start(subaccount, body, deadline).await;
                     let encoded = answer.as_ref().ok().map(Message::encode_to_vec);
                     api.idempotency.finish(&key, encoded).await;
+                    drop(slot);
                     answer
                 });
                 started
@@ -268,11 +247,9 @@ impl VerificationService for Arc<VerificationApi> {
         request: Request<pb::StartVerificationRequest>,
     ) -> Result<Response<pb::StartVerificationResponse>, Status> {
         let deadline = deadline::from_metadata(request.metadata());
-        self.admitted(
-            "StartVerification",
-            Box::pin(self.start(request.into_inner(), deadline)),
-        )
-        .await
+        let slot = request.extensions().get::<InFlightSlot>().cloned();
+        let answer = self.start(request.into_inner(), deadline, slot).await?;
+        Ok(Response::new(answer))
     }
 
     async fn get_session(
@@ -280,11 +257,8 @@ impl VerificationService for Arc<VerificationApi> {
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
         let deadline = deadline::from_metadata(request.metadata());
-        self.admitted(
-            "GetSession",
-            Box::pin(self.get(request.into_inner(), deadline)),
-        )
-        .await
+        let answer = self.get(request.into_inner(), deadline).await?;
+        Ok(Response::new(answer))
     }
 
     async fn check_code(
@@ -292,11 +266,8 @@ impl VerificationService for Arc<VerificationApi> {
         request: Request<pb::CheckCodeRequest>,
     ) -> Result<Response<pb::CheckCodeResponse>, Status> {
         let deadline = deadline::from_metadata(request.metadata());
-        self.admitted(
-            "CheckCode",
-            Box::pin(self.check(request.into_inner(), deadline)),
-        )
-        .await
+        let answer = self.check(request.into_inner(), deadline).await?;
+        Ok(Response::new(answer))
     }
 
     async fn check_sma_coverage(
@@ -304,11 +275,8 @@ impl VerificationService for Arc<VerificationApi> {
         request: Request<pb::CheckSmaCoverageRequest>,
     ) -> Result<Response<pb::CheckSmaCoverageResponse>, Status> {
         let deadline = deadline::from_metadata(request.metadata());
-        self.admitted(
-            "CheckSmaCoverage",
-            Box::pin(self.coverage(request.into_inner(), deadline)),
-        )
-        .await
+        let answer = self.coverage(request.into_inner(), deadline).await?;
+        Ok(Response::new(answer))
     }
 
     type WatchSessionStream = WatchStream;
@@ -317,10 +285,7 @@ impl VerificationService for Arc<VerificationApi> {
         &self,
         request: Request<pb::WatchSessionRequest>,
     ) -> Result<Response<Self::WatchSessionStream>, Status> {
-        // Not under the in-flight limit: a watch may wait long for its
-        // snapshot's poll slot, and --max-watch-streams bounds watches.
-        observe::rpc("WatchSession", Box::pin(self.watch(request.into_inner())))
-            .await
-            .map(Response::new)
+        let stream = self.watch(request.into_inner()).await?;
+        Ok(Response::new(stream))
     }
 }

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::Violations;
-use crate::api::languages::LANGUAGES;
+use crate::grpc::languages::LANGUAGES;
 use crate::pb::v1 as pb;
 use crate::upstream::{self, ChannelOptions};
 
@@ -264,7 +264,7 @@ pub(super) fn channel_options(
     Some(match options {
         Options::Sms(sms) => ChannelOptions::Sms(upstream::SmsOptions {
             source: sms_source(v, &sms.source),
-            encoding: crate::api::convert::sms_encoding(v, sms.encoding),
+            encoding: super::enums::sms_encoding(v, sms.encoding),
         }),
         Options::Call(call) => ChannelOptions::Call(call_options(v, call)),
         Options::Whatsapp(whatsapp) => {
