@@ -82,7 +82,15 @@ async fn trace_logs_hold_no_secrets() {
 
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     assert!(logs.lines().count() > 50, "TRACE logging was on:\n{logs}");
-    assert!(logs.contains("rpc finished"), "the per-RPC line is there");
+    // The per-RPC line names the method, the code and the caller's address.
+    let check_line = logs
+        .lines()
+        .find(|line| line.contains("rpc finished") && line.contains("method=\"CheckCode\""))
+        .expect("a line per RPC");
+    assert!(
+        check_line.contains("code=\"Ok\"") && check_line.contains("peer=127.0.0.1:"),
+        "{check_line}"
+    );
     // The watch ended on VERIFIED after the snapshot and the change.
     let watch_end = logs
         .lines()

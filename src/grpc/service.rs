@@ -74,34 +74,40 @@ impl VerificationApi {
         slot: Option<InFlightSlot>,
     ) -> Result<pb::StartVerificationResponse, Status> {
         let (subaccount, body) = validate::start_request(&request, self.default_subaccount())?;
-        if request.request_id.is_empty() {
-            return self.send_start(subaccount, body, deadline).await;
-        }
-        let key = format!("{subaccount}/{}", request.request_id);
-        let fingerprint = fingerprint(&subaccount, &request);
-        match self.idempotency.claim(&key, fingerprint).await {
-            Claim::Replay(answer) => pb::StartVerificationResponse::decode(answer.as_slice())
-                .map_err(|_| {
-                    status::internal("the stored answer of this request_id is unreadable")
-                }),
-            Claim::Mismatch => Err(status::request_id_reused()),
-            Claim::Proceed => {
-                // In its own task: a caller that gives up doesn't cancel a
-                // start already on its way to 8x8, whose answer is kept for
-                // the retry. It keeps the call's in-flight slot till then.
-                let api = self.clone();
-                let started = tokio::spawn(async move {
-                    let answer = api.send_start(subaccount, body, deadline).await;
-                    let encoded = answer.as_ref().ok().map(Message::encode_to_vec);
-                    api.idempotency.finish(&key, encoded).await;
-                    drop(slot);
-                    answer
-                });
-                started
-                    .await
-                    .unwrap_or_else(|_| Err(status::internal("the start task failed")))
+        let key = (!request.request_id.is_empty())
+            .then(|| format!("{subaccount}/{}", request.request_id));
+        if let Some(key) = &key {
+            match self
+                .idempotency
+                .claim(key, fingerprint(&subaccount, &request))
+                .await
+            {
+                Claim::Replay(answer) => {
+                    return pb::StartVerificationResponse::decode(answer.as_slice()).map_err(
+                        |_| status::internal("the stored answer of this request_id is unreadable"),
+                    );
+                }
+                Claim::Mismatch => return Err(status::request_id_reused()),
+                Claim::Proceed => {}
             }
         }
+        // In its own task: a caller that gives up doesn't cancel a start
+        // that may already have reached 8x8 (its answer is kept for a retry
+        // with the same request_id), and the call's in-flight slot stays
+        // taken until the POST ends.
+        let api = self.clone();
+        let started = tokio::spawn(async move {
+            let answer = api.send_start(subaccount, body, deadline).await;
+            if let Some(key) = key {
+                let encoded = answer.as_ref().ok().map(Message::encode_to_vec);
+                api.idempotency.finish(&key, encoded).await;
+            }
+            drop(slot);
+            answer
+        });
+        started
+            .await
+            .unwrap_or_else(|_| Err(status::internal("the start task failed")))
     }
 
     async fn send_start(
