@@ -145,6 +145,10 @@ pub struct SandboxArgs {
         hide_env_values = true
     )]
     pub api_key: String,
+
+    /// Delay added before every /api/ answer, e.g. 50ms for a real region's distance.
+    #[arg(long, env = "VERIF8_SANDBOX_LATENCY", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub latency: std::time::Duration,
 }
 
 impl ServeArgs {

@@ -41,6 +41,7 @@ async fn run_sandbox(args: verif8_grpc::config::SandboxArgs) -> Result<(), BoxEr
     let config = SandboxConfig {
         api_key: args.api_key,
         public_url: None,
+        latency: args.latency,
     };
     verif8_grpc::sandbox::serve(listener, config, shutdown_signal()).await?;
     Ok(())
@@ -56,6 +57,7 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
                 SandboxConfig {
                     api_key: api_key.clone(),
                     public_url: None,
+                    latency: std::time::Duration::ZERO,
                 },
             )
             .await?;

@@ -49,6 +49,7 @@ async fn bad_api_key_is_unauthenticated() {
         verif8_grpc::sandbox::SandboxConfig {
             api_key: "the-right-key".into(),
             public_url: None,
+            latency: std::time::Duration::ZERO,
         },
     )
     .await

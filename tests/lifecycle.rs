@@ -56,6 +56,7 @@ async fn shutdown_ends_watches_unavailable_and_lets_unary_calls_finish() {
         verif8_grpc::sandbox::SandboxConfig {
             api_key: common::API_KEY.into(),
             public_url: None,
+            latency: std::time::Duration::ZERO,
         },
     )
     .await

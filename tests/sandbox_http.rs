@@ -21,11 +21,16 @@ async fn start() -> Fixture {
 }
 
 async fn start_with(public_url: Option<&str>) -> Fixture {
+    start_configured(public_url, Duration::ZERO).await
+}
+
+async fn start_configured(public_url: Option<&str>, latency: Duration) -> Fixture {
     let sandbox = Sandbox::spawn(
         "127.0.0.1:0".parse().unwrap(),
         SandboxConfig {
             api_key: KEY.into(),
             public_url: public_url.map(str::to_owned),
+            latency,
         },
     )
     .await
@@ -750,4 +755,28 @@ async fn in_process_messages_and_shutdown() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn latency_delays_every_api_answer_and_nothing_else() {
+    let f = start_configured(None, Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let (status, body) = f.create(SUB, json!({"destination": "+6598765432"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // Refused requests wait too: the distance is the network's, not the handler's.
+    let started = Instant::now();
+    let (status, _) = f
+        .send(
+            f.http
+                .get(f.url(&format!("/api/v2/subaccounts/{SUB}/sessions/x"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // The sandbox's own inspection routes answer at once.
+    let started = Instant::now();
+    let (status, _) = f.send(f.http.get(f.url("/_sandbox/requests"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_millis(300));
 }

@@ -126,7 +126,7 @@ struct Cli {
 
     /// fan-out: a command run as `CMD on PID` before each round's CheckCode and `CMD off PID`
     /// after its last delivery (PID: the facade's), e.g. `callgrind_control -i` to count the
-    /// deliveries' instructions alone (scripts/instructions-per-delivery.sh).
+    /// deliveries' instructions alone.
     #[arg(long, value_name = "CMD")]
     around_deliveries: Option<String>,
 

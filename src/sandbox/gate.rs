@@ -1,7 +1,7 @@
 //! Middleware in front of every route, plus the fallbacks.
 //!
-//! For `/api/` requests, in this order: record the request, serve an injected fault if one is
-//! pending, check the Bearer token. Bodies are buffered here with a size limit so handlers can
+//! For `/api/` requests, in this order: record the request, wait the configured latency, serve
+//! an injected fault if one is pending, check the Bearer token. Bodies are buffered here with a size limit so handlers can
 //! parse them leniently and answer 8x8 error bodies instead of axum's default rejections.
 
 use std::sync::Arc;
@@ -42,6 +42,9 @@ pub async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Nex
             s.requests.push(entry);
             s.faults.take()
         });
+        if !shared.latency.is_zero() {
+            tokio::time::sleep(shared.latency).await;
+        }
         if let Some(fault) = fault {
             if !fault.delay.is_zero() {
                 tokio::time::sleep(fault.delay).await;

@@ -50,6 +50,9 @@ pub struct SandboxConfig {
     /// Base URL the sandbox is reachable at, used to build absolute SMA verification URLs
     /// (e.g. "http://127.0.0.1:4010"). None: derive from the bound local address.
     pub public_url: Option<String>,
+    /// Added before every `/api/` answer, as a real 8x8 region's network
+    /// distance would (benchmarks: `--latency 50ms`).
+    pub latency: std::time::Duration,
 }
 
 impl Default for SandboxConfig {
@@ -57,6 +60,7 @@ impl Default for SandboxConfig {
         Self {
             api_key: "sandbox-key".to_owned(),
             public_url: None,
+            latency: std::time::Duration::ZERO,
         }
     }
 }
@@ -75,7 +79,11 @@ impl Sandbox {
             None => reachable_url(local_addr),
         };
         Self {
-            shared: Arc::new(Shared::new(config.api_key.clone(), public_base)),
+            shared: Arc::new(Shared::new(
+                config.api_key.clone(),
+                public_base,
+                config.latency,
+            )),
         }
     }
 

@@ -25,14 +25,17 @@ pub struct Shared {
     pub api_key: String,
     /// Base for absolute SMA verification URLs, without a trailing slash.
     pub public_base: String,
+    /// Added before every `/api/` answer.
+    pub latency: std::time::Duration,
     inner: Mutex<Inner>,
 }
 
 impl Shared {
-    pub fn new(api_key: String, public_base: String) -> Self {
+    pub fn new(api_key: String, public_base: String, latency: std::time::Duration) -> Self {
         Self {
             api_key,
             public_base,
+            latency,
             inner: Mutex::new(Inner::default()),
         }
     }

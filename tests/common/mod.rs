@@ -56,6 +56,7 @@ pub async fn start_with(adjust: impl FnOnce(&mut ServerOptions, &str)) -> Harnes
         SandboxConfig {
             api_key: API_KEY.into(),
             public_url: None,
+            latency: std::time::Duration::ZERO,
         },
     )
     .await
