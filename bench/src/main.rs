@@ -8,6 +8,7 @@
 // A crate root resolves `mod` beside itself, so the folder is named explicitly.
 mod client;
 mod fanout;
+mod far;
 mod inside;
 mod load;
 mod procs;
@@ -29,7 +30,11 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
-    /// GetSession through the facade vs the same GET sent straight to the sandbox.
+    /// GetSession through the facade vs the same GET sent straight to a sandbox 50 ms away, at
+    /// 256 and 1,024 calls in flight, over 16 client connections and over one.
+    Far,
+    /// GetSession through the facade vs the same GET sent straight to the sandbox (loopback,
+    /// no added latency: the retired CPU-ratio and c=1 figures).
     Unary,
     /// RSS per idle WatchSession stream.
     WatchMemory,
@@ -79,6 +84,14 @@ struct Cli {
     /// does not compete with its own load (a diagnostic; the headline figures run unpinned).
     #[arg(long)]
     pin: bool,
+
+    /// far: the sandbox's added latency before every /api/ answer (ms).
+    #[arg(long, default_value_t = 50)]
+    far_latency_ms: u64,
+
+    /// far: measured seconds per phase.
+    #[arg(long, default_value_t = 10.0)]
+    far_secs: f64,
 
     /// unary: measured seconds per phase (one path at one concurrency in one round).
     #[arg(long, default_value_t = 5.0)]
@@ -139,6 +152,7 @@ impl Cli {
     fn scenarios(&self) -> Vec<Scenario> {
         if self.scenarios.contains(&Scenario::All) {
             return vec![
+                Scenario::Far,
                 Scenario::Unary,
                 Scenario::WatchMemory,
                 Scenario::WatchPolls,
@@ -202,6 +216,15 @@ async fn main() -> Result<(), BoxError> {
 async fn run(scenario: Scenario, cli: &Cli, env: &Env) -> Result<Report, BoxError> {
     let smoke = cli.smoke;
     match scenario {
+        Scenario::Far => {
+            let options = far::Options {
+                latency_ms: cli.far_latency_ms,
+                measure: secs(if smoke { 0.3 } else { cli.far_secs }),
+                warmup: secs(if smoke { 0.1 } else { 1.0 }),
+                in_flight: if smoke { vec![16] } else { vec![256, 1024] },
+            };
+            far::run(env, &options).await
+        }
         Scenario::Unary => {
             let options = unary::Options {
                 measure: secs(if smoke { 0.3 } else { cli.unary_secs }),

@@ -148,6 +148,11 @@ impl Env {
 
     /// `verif8-grpc sandbox` on a free loopback port, answering HTTP.
     pub async fn start_sandbox(&self) -> Result<Proc, BoxError> {
+        self.start_sandbox_with(&[]).await
+    }
+
+    /// The sandbox with extra flags, e.g. `--latency 50ms`.
+    pub async fn start_sandbox_with(&self, extra: &[&str]) -> Result<Proc, BoxError> {
         let addr = free_port()?;
         let log = self.log_file("sandbox")?;
         let child = self
@@ -159,6 +164,7 @@ impl Env {
                 "--api-key",
                 API_KEY,
             ])
+            .args(extra)
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;

@@ -12,7 +12,7 @@ pub enum Bound {
 }
 
 pub struct Target {
-    pub name: &'static str,
+    pub name: String,
     pub measured: f64,
     pub limit: f64,
     pub bound: Bound,
@@ -69,14 +69,14 @@ impl Report {
 
     pub fn target(
         &mut self,
-        name: &'static str,
+        name: impl Into<String>,
         measured: f64,
         bound: Bound,
         limit: f64,
         unit: &'static str,
     ) {
         self.targets.push(Target {
-            name,
+            name: name.into(),
             measured,
             limit,
             bound,
