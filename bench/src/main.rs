@@ -67,6 +67,11 @@ struct Cli {
     #[arg(long)]
     facade_bin: Option<PathBuf>,
 
+    /// The binary whose `sandbox` subcommand is the upstream. Default: the facade binary.
+    /// With an older --facade-bin, today's sandbox (e.g. for `--latency`).
+    #[arg(long)]
+    sandbox_bin: Option<PathBuf>,
+
     /// Directory for the child processes' logs. Default: a fresh one under the temp dir.
     #[arg(long)]
     log_dir: Option<PathBuf>,
@@ -106,7 +111,7 @@ struct Cli {
     grpc_connections: usize,
 
     /// watch-memory: idle streams.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 100_000)]
     streams: usize,
 
     /// watch-memory: HTTP/2 connections the streams are spread over.
@@ -173,13 +178,14 @@ async fn main() -> Result<(), BoxError> {
         Some(path) => path.clone(),
         None => procs::locate_facade()?,
     };
-    let env = Env::new(
+    let mut env = Env::new(
         facade_bin,
         cli.log_dir.clone(),
         cli.facade_log.clone(),
         &cli.facade_env,
         cli.pin,
     )?;
+    env.sandbox_bin = cli.sandbox_bin.clone();
     eprintln!("{}", env.describe());
     let started = Instant::now();
     let mut reports: Vec<Report> = Vec::new();

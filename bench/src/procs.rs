@@ -17,6 +17,9 @@ use crate::client::{self, API_KEY, SUBACCOUNT};
 /// What every scenario needs to start processes, and the context its figures were taken in.
 pub struct Env {
     pub facade_bin: PathBuf,
+    /// What runs `sandbox`: the facade binary unless `--sandbox-bin` (to measure an older
+    /// facade against today's sandbox).
+    pub sandbox_bin: Option<PathBuf>,
     pub log_dir: PathBuf,
     facade_log: Option<String>,
     facade_env: Vec<(String, String)>,
@@ -68,6 +71,7 @@ impl Env {
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         Ok(Env {
             facade_bin,
+            sandbox_bin: None,
             log_dir,
             facade_log,
             facade_env,
@@ -125,7 +129,11 @@ impl Env {
     }
 
     fn command(&self, cpu: usize) -> Command {
-        let mut command = Command::new(&self.facade_bin);
+        self.command_of(&self.facade_bin, cpu)
+    }
+
+    fn command_of(&self, bin: &std::path::Path, cpu: usize) -> Command {
+        let mut command = Command::new(bin);
         if self.pin {
             // SAFETY: only an async-signal-safe syscall between fork and exec.
             unsafe {
@@ -155,8 +163,9 @@ impl Env {
     pub async fn start_sandbox_with(&self, extra: &[&str]) -> Result<Proc, BoxError> {
         let addr = free_port()?;
         let log = self.log_file("sandbox")?;
+        let bin = self.sandbox_bin.as_ref().unwrap_or(&self.facade_bin);
         let child = self
-            .command(LOAD_CPU)
+            .command_of(bin, LOAD_CPU)
             .args([
                 "sandbox",
                 "--listen",

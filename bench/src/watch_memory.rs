@@ -19,10 +19,19 @@ const TARGET_BYTES_PER_STREAM: f64 = 4096.0;
 
 pub async fn run(env: &Env, options: &Options) -> Result<Report, BoxError> {
     let sandbox = env.start_sandbox().await?;
+    // Room for the one stream per session opened first as well as all the others.
+    let max_streams = (options.streams + options.sessions).to_string();
     let mut facade = env
         .start_facade(
             sandbox.addr,
-            &["--poll-min-interval", "60s", "--poll-max-interval", "60s"],
+            &[
+                "--poll-min-interval",
+                "60s",
+                "--poll-max-interval",
+                "60s",
+                "--max-watch-streams",
+                &max_streams,
+            ],
         )
         .await?;
     let announced = client::announced_max_concurrent_streams(facade.addr).await?;
