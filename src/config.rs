@@ -55,9 +55,15 @@ pub struct ServeArgs {
     #[arg(long, env = "VERIF8_UPSTREAM_URL")]
     pub upstream_url: Option<Url>,
 
-    /// 8x8 region of the account: apac (https://verify.8x8.com), us, eu or id.
-    #[arg(long, env = "VERIF8_REGION", value_enum, default_value_t = Region::Apac)]
-    pub region: Region,
+    /// 8x8 region of the account: apac (https://verify.8x8.com, when none is
+    /// given), us, eu or id. Needs an API key.
+    #[arg(long, env = "VERIF8_REGION", value_enum)]
+    pub region: Option<Region>,
+
+    /// Serve against the embedded sandbox; refused together with an upstream
+    /// setting (key, region or URL), which would make it ambiguous.
+    #[arg(long, env = "VERIF8_SANDBOX")]
+    pub sandbox: bool,
 
     /// Subaccount used when a request leaves subaccount_id empty.
     #[arg(long, env = "VERIF8_SUBACCOUNT")]
@@ -192,16 +198,40 @@ impl ServeArgs {
             }
             None => ApiKeys::default(),
         };
-        if let Some(key) = self.api_key.as_deref().filter(|k| !k.trim().is_empty()) {
+        if let Some(key) = self.api_key.as_deref() {
+            if key.trim().is_empty() {
+                return Err(
+                    "VERIF8_API_KEY (--api-key) is set but empty: give the key, or unset \
+                            it to run against the embedded sandbox"
+                        .into(),
+                );
+            }
             keys.default = Some(SecretString::from(key.trim()));
         }
-        match (&self.upstream_url, keys.is_empty()) {
-            (None, true) => Ok(UpstreamChoice::EmbeddedSandbox),
-            (Some(_), true) => {
-                Err("--upstream-url needs an API key (VERIF8_API_KEY or --api-key-file)".into())
+        let upstream_named = self.upstream_url.is_some() || self.region.is_some();
+        if self.sandbox {
+            if upstream_named || !keys.is_empty() {
+                return Err(
+                    "--sandbox (VERIF8_SANDBOX) is set together with an 8x8 API key, \
+                            region or upstream URL: keep one or the other"
+                        .into(),
+                );
             }
-            (url, false) => Ok(UpstreamChoice::Remote {
-                base_url: url.clone().unwrap_or_else(|| self.region.base_url()),
+            return Ok(UpstreamChoice::EmbeddedSandbox);
+        }
+        match (upstream_named, keys.is_empty()) {
+            (false, true) => Ok(UpstreamChoice::EmbeddedSandbox),
+            (true, true) => Err(
+                "--upstream-url or --region is set but no API key is: give one \
+                                 (VERIF8_API_KEY or --api-key-file), or unset them to run \
+                                 against the embedded sandbox"
+                    .into(),
+            ),
+            (_, false) => Ok(UpstreamChoice::Remote {
+                base_url: self
+                    .upstream_url
+                    .clone()
+                    .unwrap_or_else(|| self.region.unwrap_or(Region::Apac).base_url()),
                 keys,
             }),
         }
