@@ -12,14 +12,15 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::metrics;
+use crate::transport::accept::next_connection;
 use crate::watch::Hub;
 use callbacks::CallbackTokens;
 
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
 
 pub fn router(callbacks: Option<Arc<CallbackTokens>>, hub: Hub) -> axum::Router {
     let router = match callbacks {
@@ -39,18 +40,8 @@ pub async fn serve(listener: TcpListener, router: axum::Router, stopping: Cancel
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let connections = GracefulShutdown::new();
-    loop {
-        let stream = tokio::select! {
-            _ = stopping.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::debug!(%error, "accepting an HTTP connection failed");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                    continue;
-                }
-            },
-        };
+    let mut incoming = TcpListenerStream::new(listener);
+    while let Some(stream) = next_connection(&mut incoming, &stopping).await {
         let service = TowerToHyperService::new(router.clone());
         let connection = connections.watch(http1.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
@@ -59,6 +50,6 @@ pub async fn serve(listener: TcpListener, router: axum::Router, stopping: Cancel
             }
         });
     }
-    drop(listener);
+    drop(incoming);
     connections.shutdown().await;
 }

@@ -2,6 +2,7 @@
 //! service behind a mesh or load balancer, on connections that passed the
 //! preface deadline.
 
+pub mod accept;
 mod preface;
 
 use std::time::Duration;

@@ -8,20 +8,18 @@
 use std::io;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
+use super::accept::next_connection;
+
 pub const PREFACE_TIMEOUT: Duration = Duration::from_secs(30);
 const PREFACE_LEN: usize = 24;
 /// How often a connection that sent part of its preface is looked at again.
 const PEEK_INTERVAL: Duration = Duration::from_millis(20);
-/// Pause after a failed accept (out of file descriptors, say) so the loop
-/// doesn't spin on it.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
 
 /// The connections of `incoming` that sent their preface in time, until
 /// `stopping` (which also closes the listening socket).
@@ -31,19 +29,7 @@ pub fn gate(
 ) -> ReceiverStream<io::Result<TcpStream>> {
     let (ready, receiver) = mpsc::channel(64);
     tokio::spawn(async move {
-        loop {
-            let stream = tokio::select! {
-                _ = stopping.cancelled() => break,
-                next = incoming.next() => match next {
-                    Some(Ok(stream)) => stream,
-                    Some(Err(error)) => {
-                        tracing::debug!(%error, "accepting a connection failed");
-                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                        continue;
-                    }
-                    None => break,
-                },
-            };
+        while let Some(stream) = next_connection(&mut incoming, &stopping).await {
             let ready = ready.clone();
             tokio::spawn(async move {
                 if sent_preface(&stream).await {
