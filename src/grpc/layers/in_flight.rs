@@ -65,8 +65,7 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let limited = method_of(request.uri().path())
-            .is_some_and(|method| !matches!(method, "WatchSession" | "ListMessages"));
+        let limited = method_of(request.uri().path()).is_some_and(|method| method.limited);
         if !limited {
             return Box::pin(self.inner.call(request));
         }

@@ -46,7 +46,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let Some(method) = method_of(request.uri().path()) else {
+        let Some(method) = method_of(request.uri().path()).map(|method| method.name) else {
             return Box::pin(self.inner.call(request));
         };
         let mut finished = Finished {
