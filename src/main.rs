@@ -6,8 +6,9 @@ use clap::Parser;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
+use verif8_grpc::cluster::Cluster;
 use verif8_grpc::config::{Cli, Command, UpstreamChoice};
-use verif8_grpc::idempotency::MemoryStore;
+use verif8_grpc::idempotency::{IdempotencyStore, MemoryStore, RedisStore};
 use verif8_grpc::sandbox::{Sandbox, SandboxConfig};
 use verif8_grpc::server::{self, BoxError, ServerOptions};
 use verif8_grpc::telemetry::logs;
@@ -96,6 +97,27 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
         }
         None => None,
     };
+    let cluster = match args.redis_url.as_deref() {
+        Some(url) => {
+            let (cluster, messages) = Cluster::connect(url, args.redis_timeout)?;
+            tracing::info!("sharing state with other replicas through redis");
+            Some((cluster, messages))
+        }
+        None => None,
+    };
+    let idempotency: Arc<dyn IdempotencyStore> = match &cluster {
+        // An unanswered claim outlives any start, so a duplicate never goes
+        // ahead while the first may still be sending.
+        Some((cluster, _)) => Arc::new(RedisStore::new(
+            cluster.clone(),
+            args.idempotency_ttl,
+            (args.upstream_timeout * 3).max(std::time::Duration::from_secs(30)),
+        )),
+        None => Arc::new(MemoryStore::new(
+            args.idempotency_ttl,
+            args.idempotency_capacity,
+        )),
+    };
     let options = ServerOptions {
         upstream,
         default_subaccount,
@@ -104,10 +126,8 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
         sandbox,
         max_in_flight: args.max_in_flight,
         shutdown_grace: args.shutdown_grace,
-        idempotency: Arc::new(MemoryStore::new(
-            args.idempotency_ttl,
-            args.idempotency_capacity,
-        )),
+        idempotency,
+        cluster,
     };
     server::serve(listener, http, options, shutdown_signal()).await?;
     tracing::info!("stopped");

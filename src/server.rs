@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::cluster::{Cluster, Messages};
 use crate::grpc::{SandboxApi, VerificationApi};
 use crate::http_listener::{self, callbacks::CallbackTokens};
 use crate::idempotency::IdempotencyStore;
@@ -34,7 +35,12 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Where StartVerification answers are kept by request_id.
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Set with `--redis-url`: what replicas share.
+    pub cluster: Option<(Arc<Cluster>, Messages)>,
 }
+
+/// The health service name that reports whether Redis answers.
+pub const REDIS_HEALTH: &str = "verif8.redis";
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -47,10 +53,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
     let upstream = UpstreamClient::new(options.upstream.clone())?;
-    let hub = Hub::new(upstream.clone(), options.watch);
+    let cluster = options.cluster.as_ref().map(|(cluster, _)| cluster.clone());
+    let hub = Hub::new(upstream.clone(), options.watch, options.cluster);
     let callbacks = options
         .public_url
-        .map(|url| Arc::new(CallbackTokens::new(url)));
+        .map(|url| Arc::new(CallbackTokens::new(url, cluster.clone())));
     let api = VerificationApi::new(
         upstream,
         options.default_subaccount,
@@ -63,6 +70,9 @@ pub async fn serve(
     health
         .set_serving::<VerificationServiceServer<Arc<VerificationApi>>>()
         .await;
+    if let Some(cluster) = &cluster {
+        tokio::spawn(report_redis_health(cluster.up_changes(), health.clone()));
+    }
 
     // Reflection lists what this replica serves: SandboxService is in the
     // descriptors either way but only served in sandbox mode.
@@ -112,7 +122,7 @@ pub async fn serve(
             health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
                 .await;
-            hub.shutdown();
+            hub.shutdown().await;
             stopping.cancel();
         });
     }
@@ -148,4 +158,22 @@ pub async fn serve(
         http_server.abort();
     }
     Ok(())
+}
+
+/// Mirrors whether Redis answers into the health service `verif8.redis`;
+/// the replica itself stays SERVING (it degrades, it doesn't stop).
+async fn report_redis_health(
+    mut up: tokio::sync::watch::Receiver<bool>,
+    health: tonic_health::server::HealthReporter,
+) {
+    loop {
+        let status = match *up.borrow_and_update() {
+            true => tonic_health::ServingStatus::Serving,
+            false => tonic_health::ServingStatus::NotServing,
+        };
+        health.set_service_status(REDIS_HEALTH, status).await;
+        if up.changed().await.is_err() {
+            return;
+        }
+    }
 }

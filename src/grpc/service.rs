@@ -88,6 +88,7 @@ impl VerificationApi {
                     );
                 }
                 Claim::Mismatch => return Err(status::request_id_reused()),
+                Claim::Unavailable => return Err(status::idempotency_store_unavailable()),
                 Claim::Proceed => {}
             }
         }
@@ -141,7 +142,7 @@ impl VerificationApi {
                         subaccount: subaccount.clone(),
                         session_id: session.session_id.clone(),
                     };
-                    callbacks.bind(token, key);
+                    callbacks.bind(token, key).await;
                 }
                 let channel = body.channel.unwrap_or(Channel::Sms);
                 metrics::started(&session.session_id, channel.as_str());

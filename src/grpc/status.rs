@@ -93,6 +93,18 @@ pub fn request_id_reused() -> Status {
     )
 }
 
+/// Redis is down: a start with a request_id could not be deduplicated, so
+/// it is refused rather than risking a second SMS.
+pub fn idempotency_store_unavailable() -> Status {
+    error(
+        Code::Unavailable,
+        "IDEMPOTENCY_STORE_UNAVAILABLE",
+        "the idempotency store (Redis) is unreachable; retry with the same request_id",
+        Default::default(),
+        Some(Duration::from_secs(1)),
+    )
+}
+
 /// A fault of this service itself; details stay in the logs.
 pub fn internal(message: &str) -> Status {
     tracing::error!(message, "internal error");

@@ -2,10 +2,11 @@
 //! without its own callback_url gets 8x8's callbackUrl pointed at an
 //! unguessable per-session path here. A POST there only prompts an immediate
 //! poll of that session: 8x8 documents no payload schema and no signature,
-//! so the body is never read.
+//! so the body is never read. With Redis the tokens are kept there too, so
+//! the hint may reach any replica.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -15,6 +16,7 @@ use axum::routing::post;
 use tokio::time::Instant;
 use url::Url;
 
+use crate::cluster::Cluster;
 use crate::watch::{Hub, SessionKey};
 
 /// Tokens outlive the session's longest possible validity (7200 s) plus a margin.
@@ -24,13 +26,15 @@ const MAX_TOKENS: usize = 200_000;
 pub struct CallbackTokens {
     public_url: Url,
     sessions: Mutex<HashMap<String, (SessionKey, Instant)>>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl CallbackTokens {
-    pub fn new(public_url: Url) -> Self {
+    pub fn new(public_url: Url, cluster: Option<Arc<Cluster>>) -> Self {
         CallbackTokens {
             public_url,
             sessions: Mutex::new(HashMap::new()),
+            cluster,
         }
     }
 
@@ -45,7 +49,13 @@ impl CallbackTokens {
     }
 
     /// Binds a token to the session 8x8 answered with.
-    pub fn bind(&self, token: String, key: SessionKey) {
+    pub async fn bind(&self, token: String, key: SessionKey) {
+        if let Some(cluster) = &self.cluster {
+            let value = format!("{}\n{}", key.subaccount, key.session_id).into_bytes();
+            if let Err(error) = cluster.set(&redis_key(&token), value, TOKEN_TTL).await {
+                tracing::debug!(%error, "callback token kept on this replica only");
+            }
+        }
         let now = Instant::now();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if sessions.len() >= MAX_TOKENS {
@@ -56,29 +66,47 @@ impl CallbackTokens {
         }
     }
 
-    fn resolve(&self, token: &str) -> Option<SessionKey> {
-        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let (key, expires) = sessions.get(token)?;
-        (*expires > Instant::now()).then(|| key.clone())
+    async fn resolve(&self, token: &str) -> Option<SessionKey> {
+        let local = {
+            let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            sessions
+                .get(token)
+                .filter(|(_, expires)| *expires > Instant::now())
+                .map(|(key, _)| key.clone())
+        };
+        if local.is_some() {
+            return local;
+        }
+        let stored = self.cluster.as_ref()?.get(&redis_key(token)).await.ok()??;
+        let text = String::from_utf8(stored).ok()?;
+        let (subaccount, session_id) = text.split_once('\n')?;
+        Some(SessionKey {
+            subaccount: subaccount.to_owned(),
+            session_id: session_id.to_owned(),
+        })
     }
+}
+
+fn redis_key(token: &str) -> String {
+    format!("verif8:callback:{token}")
 }
 
 #[derive(Clone)]
 struct Hints {
-    tokens: std::sync::Arc<CallbackTokens>,
+    tokens: Arc<CallbackTokens>,
     hub: Hub,
 }
 
 /// `POST /callbacks/{token}`: always 204, whether or not the token is known,
 /// so the endpoint tells a prober nothing.
-pub fn router(tokens: std::sync::Arc<CallbackTokens>, hub: Hub) -> Router {
+pub fn router(tokens: Arc<CallbackTokens>, hub: Hub) -> Router {
     Router::new()
         .route("/callbacks/{token}", post(hint))
         .with_state(Hints { tokens, hub })
 }
 
 async fn hint(State(hints): State<Hints>, Path(token): Path<String>) -> StatusCode {
-    if let Some(key) = hints.tokens.resolve(&token) {
+    if let Some(key) = hints.tokens.resolve(&token).await {
         let watched = hints.hub.nudge(&key);
         tracing::debug!(watched, "callback hint");
     }

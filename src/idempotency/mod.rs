@@ -1,11 +1,13 @@
 //! Idempotent StartVerification (AIP-155): a request_id seen again with the
 //! same payload gets the first answer, without a second POST to 8x8, also
 //! while the first is still in flight. The store sits behind a small trait so
-//! a store shared by several replicas can replace the in-memory one.
+//! the store in Redis (shared by several replicas) can replace the in-memory one.
 
 mod memory;
+mod redis;
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 
 /// What a store says when a request claims its ID.
 #[derive(Debug, PartialEq, Eq)]
@@ -16,6 +18,8 @@ pub enum Claim {
     Replay(Vec<u8>),
     /// The ID was used with another payload.
     Mismatch,
+    /// The store can't be reached: going ahead could send a second SMS.
+    Unavailable,
 }
 
 #[tonic::async_trait]

@@ -36,6 +36,21 @@ struct EndpointLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChangeLabel {
+    change: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChannelLabel {
     channel: &'static str,
 }
@@ -59,6 +74,11 @@ struct Metrics {
     polls: Counter,
     started: Family<ChannelLabel, Counter>,
     verified: Family<ChannelLabel, Counter>,
+    redis_up: Gauge,
+    redis_calls: Family<OutcomeLabel, Counter>,
+    redis_seconds: Histogram,
+    cluster_messages: Family<DirectionLabel, Counter>,
+    lease_changes: Family<ChangeLabel, Counter>,
     /// Channel of each session started here and not yet seen VERIFIED.
     pending_channels: Mutex<HashMap<String, &'static str>>,
 }
@@ -129,6 +149,36 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             r,
             "verifications_verified",
             "Verifications started here and seen VERIFIED, by channel",
+            Family::default(),
+        ),
+        redis_up: registered(
+            r,
+            "redis_up",
+            "1 while Redis (--redis-url) answers pings, else 0",
+            Gauge::default(),
+        ),
+        redis_calls: registered(
+            r,
+            "redis_calls",
+            "Redis commands, by outcome (ok, error)",
+            Family::default(),
+        ),
+        redis_seconds: registered(
+            r,
+            "redis_seconds",
+            "Redis command latency",
+            latency_histogram(),
+        ),
+        cluster_messages: registered(
+            r,
+            "cluster_messages",
+            "Messages between replicas through Redis, by direction (sent, received)",
+            Family::default(),
+        ),
+        lease_changes: registered(
+            r,
+            "lease_changes",
+            "Poller leases of watched sessions, by change (taken, lost, released)",
             Family::default(),
         ),
         pending_channels: Mutex::new(HashMap::new()),
@@ -206,6 +256,33 @@ pub fn shed() {
 
 pub fn poll() {
     METRICS.polls.inc();
+}
+
+pub fn redis_up(up: bool) {
+    METRICS.redis_up.set(i64::from(up));
+}
+
+pub fn redis_call(ok: bool, latency: Duration) {
+    let outcome = if ok { "ok" } else { "error" };
+    METRICS
+        .redis_calls
+        .get_or_create(&OutcomeLabel { outcome })
+        .inc();
+    METRICS.redis_seconds.observe(latency.as_secs_f64());
+}
+
+pub fn cluster_message(direction: &'static str) {
+    METRICS
+        .cluster_messages
+        .get_or_create(&DirectionLabel { direction })
+        .inc();
+}
+
+pub fn lease_change(change: &'static str) {
+    METRICS
+        .lease_changes
+        .get_or_create(&ChangeLabel { change })
+        .inc();
 }
 
 /// Counts an open watch stream for as long as the guard lives.

@@ -4,7 +4,10 @@
 //! sessions are watched, intervals stretch instead of the budget being
 //! exceeded. Prompt reads (a new watcher's snapshot, a callback hint, the
 //! expiry check) go before routine polls, so a newcomer isn't stuck behind
-//! thousands of them.
+//! thousands of them. With Redis the spacing is kept there (GCRA on Redis's
+//! clock), so the budget holds for all replicas together; the priorities
+//! stay each replica's own. While Redis is unreachable each replica spaces
+//! its own grants.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -12,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
+
+use crate::cluster::Cluster;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Priority {
@@ -24,6 +29,7 @@ pub enum Priority {
 pub struct PollBudget {
     spacing: Duration,
     queues: Mutex<HashMap<String, Arc<Queue>>>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 #[derive(Default)]
@@ -40,11 +46,13 @@ struct Waiter {
 }
 
 impl PollBudget {
-    /// `rate`: polls per second per subaccount (must be > 0).
-    pub fn new(rate: f64) -> Self {
+    /// `rate`: polls per second per subaccount (must be > 0), across all
+    /// replicas sharing `cluster`.
+    pub fn new(rate: f64, cluster: Option<Arc<Cluster>>) -> Self {
         PollBudget {
             spacing: Duration::from_secs_f64(1.0 / rate.max(0.001)),
             queues: Mutex::new(HashMap::new()),
+            cluster,
         }
     }
 
@@ -72,25 +80,64 @@ impl PollBudget {
         }
         let queue = Arc::new(Queue::default());
         queues.insert(subaccount.to_owned(), queue.clone());
-        tokio::spawn(tick(queue.clone(), self.spacing));
+        let ticker = Ticker {
+            queue: queue.clone(),
+            spacing: self.spacing,
+            cluster: self.cluster.clone(),
+            key: format!("verif8:budget:{subaccount}"),
+        };
+        tokio::spawn(ticker.run());
         queue
     }
 }
 
-/// Grants one waiter per `spacing`; a waiter that gave up costs no time.
-async fn tick(queue: Arc<Queue>, spacing: Duration) {
-    loop {
-        let next = queue
+struct Ticker {
+    queue: Arc<Queue>,
+    spacing: Duration,
+    cluster: Option<Arc<Cluster>>,
+    /// The subaccount's rate state in Redis.
+    key: String,
+}
+
+impl Ticker {
+    /// Grants one waiter per `spacing`; a waiter that gave up costs no time.
+    async fn run(self) {
+        loop {
+            let next = self.pop();
+            let Some(waiter) = next else {
+                self.queue.arrived.notified().await;
+                continue;
+            };
+            if waiter.grant.is_closed() {
+                continue;
+            }
+            let shared = self.wait_for_shared_slot().await;
+            let granted = waiter.grant.send(()).is_ok();
+            if granted && !shared {
+                tokio::time::sleep(self.spacing).await;
+            }
+        }
+    }
+
+    fn pop(&self) -> Option<Waiter> {
+        self.queue
             .waiting
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pop();
-        match next {
-            None => queue.arrived.notified().await,
-            Some(waiter) => {
-                if waiter.grant.send(()).is_ok() {
-                    tokio::time::sleep(spacing).await;
-                }
+            .pop()
+    }
+
+    /// Waits for the cluster's next grant; false without Redis (or while it
+    /// is unreachable), when the caller spaces grants itself.
+    async fn wait_for_shared_slot(&self) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return false;
+        };
+        loop {
+            match cluster.take_slot(&self.key, self.spacing).await {
+                Ok(wait) if wait.is_zero() => return true,
+                Ok(wait) => tokio::time::sleep(wait).await,
+                Err(_) => return false,
             }
         }
     }
@@ -147,7 +194,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn grants_are_spaced_per_subaccount() {
-        let budget = Arc::new(PollBudget::new(10.0));
+        let budget = Arc::new(PollBudget::new(10.0, None));
         let start = Instant::now();
         let polls: Vec<_> = (0..5)
             .map(|_| spawn_acquire(&budget, "a", Priority::Routine, start))
@@ -163,7 +210,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn prompt_reads_go_before_routine_polls() {
-        let budget = Arc::new(PollBudget::new(10.0));
+        let budget = Arc::new(PollBudget::new(10.0, None));
         let start = Instant::now();
         let routine: Vec<_> = (0..3)
             .map(|_| spawn_acquire(&budget, "a", Priority::Routine, start))
@@ -182,7 +229,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_waiter_that_gave_up_costs_no_slot() {
-        let budget = Arc::new(PollBudget::new(10.0));
+        let budget = Arc::new(PollBudget::new(10.0, None));
         let start = Instant::now();
         let first = spawn_acquire(&budget, "a", Priority::Routine, start);
         let abandoned = spawn_acquire(&budget, "a", Priority::Routine, start);

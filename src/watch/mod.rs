@@ -5,6 +5,7 @@
 mod budget;
 mod hub;
 mod poller;
+mod remote;
 mod schedule;
 mod state;
 

@@ -1,105 +1,198 @@
 //! The one poller of a watched session. It reads the session (never with
 //! `code`) on an adaptive, jittered schedule inside the poll budget, wakes
 //! early for callback hints and at the expiry instant, and stops when the
-//! session ends or its last watcher leaves.
+//! session ends or its last watcher leaves. With Redis it polls only while
+//! this replica holds the session's lease, and follows otherwise.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::time::{Instant, sleep_until};
 
 use super::budget::Priority;
+use super::remote::{self, RENEW_EVERY, Role};
 use super::state::{Entry, Observation, SessionKey, Shared, Source, WatchEnd, WatchState, apply};
 use crate::upstream::{CallPolicy, SessionStatus, UpstreamError};
 
 pub(super) async fn run(shared: Arc<Shared>, key: SessionKey, entry: Arc<Entry>) {
+    follow(&shared, &key, &entry).await;
+    if entry.leased.swap(false, Ordering::AcqRel)
+        && let Some(cluster) = &shared.cluster
+    {
+        remote::release(cluster, &key).await;
+    }
+}
+
+/// Polls, or follows another replica's polls, until the session ends or
+/// nobody here watches it any more.
+async fn follow(shared: &Shared, key: &SessionKey, entry: &Arc<Entry>) {
     let watched_since = Instant::now();
     let mut failures = 0u32;
     let mut failing_since: Option<Instant> = None;
     let mut source = Source::Poll;
+    // When the next poll is due; the first one at once.
+    let mut due = Instant::now();
     loop {
+        let role = match &shared.cluster {
+            None => Role::Poller,
+            Some(cluster) => {
+                let (role, latest) = remote::role(cluster, key).await;
+                entry.leased.store(role == Role::Poller, Ordering::Release);
+                if let Some(latest) = latest {
+                    apply(entry, latest);
+                }
+                role
+            }
+        };
+        if has_ended(entry) {
+            shared.retire(key, entry, true);
+            return;
+        }
+        if !role.polls() {
+            // Another replica polls: its observations arrive by message; look
+            // at the lease again in a while in case it went away.
+            due = Instant::now();
+            tokio::select! {
+                _ = tokio::time::sleep(RENEW_EVERY) => {}
+                _ = entry.state.closed() => if shared.retire(key, entry, false) { return; },
+            }
+            continue;
+        }
+
+        // Until the poll is due (or a hint comes), renewing the lease on the way.
+        if Instant::now() < due {
+            let wake = match shared.cluster {
+                Some(_) => due.min(Instant::now() + RENEW_EVERY),
+                None => due,
+            };
+            tokio::select! {
+                _ = sleep_until(wake) => if wake < due { continue; },
+                _ = entry.nudge.notified() => source = Source::Callback,
+                _ = entry.state.closed() => {
+                    if shared.retire(key, entry, false) { return; }
+                    continue;
+                }
+            }
+        }
+
         // Wait for the budget's grant; someone waits on all but routine polls.
-        let priority = match (first_read_pending(&entry), source) {
+        let priority = match (first_read_pending(entry), source) {
             (false, Source::Poll) => Priority::Routine,
             _ => Priority::Prompt,
         };
-        tokio::select! {
-            _ = shared.budget.acquire(&key.subaccount, priority) => {}
-            _ = entry.state.closed() => {
-                if shared.retire(&key, &entry, false) { return; }
-                continue;
+        let granted = shared.budget.acquire(&key.subaccount, priority);
+        tokio::pin!(granted);
+        let mut lease_lost = false;
+        while !lease_lost {
+            tokio::select! {
+                _ = &mut granted => break,
+                // The wait may be long with many sessions watched: keep the lease.
+                _ = tokio::time::sleep(RENEW_EVERY), if shared.cluster.is_some() => {
+                    if let Some(cluster) = &shared.cluster {
+                        lease_lost = remote::role(cluster, key).await.0 == Role::Follower;
+                    }
+                }
+                _ = entry.state.closed() => if shared.retire(key, entry, false) { return; },
             }
+        }
+        if lease_lost {
+            entry.leased.store(false, Ordering::Release);
+            continue;
         }
 
-        let writes_before = entry.writes.load(std::sync::atomic::Ordering::Acquire);
-        crate::telemetry::metrics::poll();
-        // One try per poll: the poller's own backoff and budget pace retries.
-        match shared
-            .upstream
-            .get_session(&key.subaccount, &key.session_id, CallPolicy::once(None))
-            .await
-        {
-            Ok(session) => {
-                if session.status == SessionStatus::Verified {
-                    crate::telemetry::metrics::verified(&session.session_id);
-                }
-                failures = 0;
-                failing_since = None;
-                // A write-through during the poll is newer than this answer.
-                if entry.writes.load(std::sync::atomic::Ordering::Acquire) == writes_before {
-                    apply(&entry, Observation::now(session, source));
-                }
-            }
-            Err(error) if is_transient(&error) => {
-                failures += 1;
-                let since = *failing_since.get_or_insert_with(Instant::now);
-                if expire_locally(&entry) {
-                    // Upstream unreachable at expiry: the local clock decides.
-                } else if first_read_pending(&entry) {
-                    entry
-                        .state
-                        .send_replace(WatchState::Ended(WatchEnd::Upstream(Arc::new(error))));
-                } else if since.elapsed() >= shared.config.unreachable_window {
-                    tracing::warn!(failures, "8x8 unreachable while watching; ending streams");
-                    entry
-                        .state
-                        .send_replace(WatchState::Ended(WatchEnd::Unreachable));
-                } else {
-                    tracing::debug!(failures, %error, "poll failed; backing off");
-                }
-            }
-            Err(error) => {
-                entry
-                    .state
-                    .send_replace(WatchState::Ended(WatchEnd::Upstream(Arc::new(error))));
-            }
-        }
-        if has_ended(&entry) {
-            shared.retire(&key, &entry, true);
+        poll(
+            shared,
+            key,
+            entry,
+            source,
+            &mut failures,
+            &mut failing_since,
+        )
+        .await;
+        if has_ended(entry) {
+            shared.retire(key, entry, true);
             return;
         }
 
-        // Sleep until the next poll, a callback hint, the expiry instant, or
-        // the last watcher leaving.
+        // When to poll next: the schedule, the backoff, or the expiry instant.
         let delay = if failures > 0 {
             shared.config.schedule.backoff(failures)
         } else {
             let schedule = &shared.config.schedule;
             schedule.jittered(schedule.interval(watched_since.elapsed()))
         };
-        let mut wake = Instant::now() + delay;
+        due = Instant::now() + delay;
         source = Source::Poll;
-        if let Some(expiry) = time_to_expiry(&entry).filter(|left| *left < delay) {
-            wake = Instant::now() + expiry;
+        if let Some(expiry) = time_to_expiry(entry).filter(|left| *left < delay) {
+            due = Instant::now() + expiry;
             source = Source::Expiry;
         }
-        tokio::select! {
-            _ = sleep_until(wake) => {}
-            _ = entry.nudge.notified() => source = Source::Callback,
-            _ = entry.state.closed() => {
-                if shared.retire(&key, &entry, false) { return; }
+    }
+}
+
+/// One read of the session, applied to its watchers and shared with the
+/// other replicas.
+async fn poll(
+    shared: &Shared,
+    key: &SessionKey,
+    entry: &Entry,
+    source: Source,
+    failures: &mut u32,
+    failing_since: &mut Option<Instant>,
+) {
+    let writes_before = entry.writes.load(Ordering::Acquire);
+    crate::telemetry::metrics::poll();
+    // One try per poll: the poller's own backoff and budget pace retries.
+    match shared
+        .upstream
+        .get_session(&key.subaccount, &key.session_id, CallPolicy::once(None))
+        .await
+    {
+        Ok(session) => {
+            if session.status == SessionStatus::Verified {
+                crate::telemetry::metrics::verified(&session.session_id);
             }
+            *failures = 0;
+            *failing_since = None;
+            // A write-through during the poll is newer than this answer.
+            if entry.writes.load(Ordering::Acquire) == writes_before {
+                let observation = Observation::now(session, source);
+                if let Some(cluster) = &shared.cluster {
+                    remote::share(cluster, key, &observation).await;
+                }
+                apply(entry, observation);
+            }
+        }
+        Err(error) if is_transient(&error) => {
+            *failures += 1;
+            let since = *failing_since.get_or_insert_with(Instant::now);
+            if let Some(expired) = expire_locally(entry) {
+                // Upstream unreachable at expiry: the local clock decides.
+                if let Some(cluster) = &shared.cluster {
+                    remote::share(cluster, key, &expired).await;
+                }
+            } else if first_read_pending(entry) {
+                entry
+                    .state
+                    .send_replace(WatchState::Ended(WatchEnd::Upstream(Arc::new(error))));
+            } else if since.elapsed() >= shared.config.unreachable_window {
+                tracing::warn!(
+                    failures = *failures,
+                    "8x8 unreachable while watching; ending streams"
+                );
+                entry
+                    .state
+                    .send_replace(WatchState::Ended(WatchEnd::Unreachable));
+            } else {
+                tracing::debug!(failures = *failures, %error, "poll failed; backing off");
+            }
+        }
+        Err(error) => {
+            entry
+                .state
+                .send_replace(WatchState::Ended(WatchEnd::Upstream(Arc::new(error))));
         }
     }
 }
@@ -137,7 +230,7 @@ fn time_to_expiry(entry: &Entry) -> Option<Duration> {
 }
 
 /// Marks a WAITING session whose expires_at has passed as EXPIRED.
-fn expire_locally(entry: &Entry) -> bool {
+fn expire_locally(entry: &Entry) -> Option<Observation> {
     let expired = match &*entry.state.borrow() {
         WatchState::Live(observation) => {
             let session = &observation.session;
@@ -147,12 +240,9 @@ fn expire_locally(entry: &Entry) -> bool {
         }
         _ => None,
     };
-    match expired {
-        Some(mut session) => {
-            session.status = SessionStatus::Expired;
-            apply(entry, Observation::now(session, Source::Expiry));
-            true
-        }
-        None => false,
-    }
+    let mut session = expired?;
+    session.status = SessionStatus::Expired;
+    let observation = Observation::now(session, Source::Expiry);
+    apply(entry, observation.clone());
+    Some(observation)
 }

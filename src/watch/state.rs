@@ -12,6 +12,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 
 use super::budget::PollBudget;
 use super::schedule::PollSchedule;
+use crate::cluster::Cluster;
 use crate::upstream::{SessionInfo, SessionStatus, UpstreamClient, UpstreamError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -21,7 +22,7 @@ pub struct SessionKey {
 }
 
 /// How the engine learnt a session's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Source {
     Poll,
     Start,
@@ -30,7 +31,7 @@ pub enum Source {
     Expiry,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Observation {
     pub session: SessionInfo,
     pub source: Source,
@@ -97,12 +98,25 @@ impl Default for WatchConfig {
     }
 }
 
-/// One watched session: its latest state, a wake-up for callback hints, and
-/// a count of write-throughs so a poll answer older than one is dropped.
+/// One watched session: its latest state, a wake-up for callback hints, a
+/// count of write-throughs so a poll answer older than one is dropped, and
+/// whether this replica holds its lease (released at shutdown).
 pub(super) struct Entry {
     pub state: watch::Sender<WatchState>,
     pub nudge: Notify,
     pub writes: AtomicU64,
+    pub leased: AtomicBool,
+}
+
+impl Entry {
+    pub fn new() -> Self {
+        Entry {
+            state: watch::Sender::new(WatchState::Pending),
+            nudge: Notify::new(),
+            writes: AtomicU64::new(0),
+            leased: AtomicBool::new(false),
+        }
+    }
 }
 
 pub(super) struct Shared {
@@ -112,6 +126,8 @@ pub(super) struct Shared {
     pub budget: PollBudget,
     pub streams: Arc<Semaphore>,
     pub shutting_down: AtomicBool,
+    /// Set with `--redis-url`: sessions are polled once across replicas.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl Shared {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -94,6 +96,7 @@ pub fn facade_options(upstream_url: &str, api_key: &str) -> ServerOptions {
             Duration::from_secs(24 * 3600),
             10_000,
         )),
+        cluster: None,
     }
 }
 
