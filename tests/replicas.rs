@@ -397,3 +397,47 @@ async fn while_redis_is_down_request_ids_are_refused_and_watches_go_on() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_redis_that_never_answers_does_not_hold_a_call_past_its_deadline() {
+    // Accepts connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}/0", silent.local_addr().unwrap());
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let sandbox = sandbox(Duration::ZERO).await;
+    let replica = Replica::spawn(&sandbox, &url, &[]).await;
+    let mut client = replica.client().await;
+    let request_id = "5d1c7b2a-9e8f-4a6b-b3c2-1d0e9f8a7b6c";
+
+    let mut with_deadline = tonic::Request::new(start_request("+6591234567", request_id));
+    with_deadline.set_timeout(Duration::from_millis(300));
+    let asked = Instant::now();
+    let refused = client.start_verification(with_deadline).await.unwrap_err();
+    assert!(
+        asked.elapsed() < Duration::from_millis(450),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(refused.code(), Code::DeadlineExceeded);
+    assert_eq!(reason(&refused), "REQUEST_ID_IN_FLIGHT");
+
+    // Without a deadline the store's own bound (--redis-timeout, 500 ms) answers.
+    let asked = Instant::now();
+    let refused = client
+        .start_verification(start_request("+6591234567", request_id))
+        .await
+        .unwrap_err();
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert_eq!(reason(&refused), "IDEMPOTENCY_STORE_UNAVAILABLE");
+    assert_eq!(count_requests(&sandbox, "POST", SESSIONS).await, 0);
+}

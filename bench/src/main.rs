@@ -12,6 +12,7 @@ mod far;
 mod inside;
 mod load;
 mod procs;
+mod replicas;
 mod report;
 mod startup;
 mod unary;
@@ -45,6 +46,9 @@ enum Scenario {
     FanOut,
     /// Time from exec to health SERVING, and idle RSS.
     Startup,
+    /// Three replicas sharing a private redis-server: polls per session against one replica,
+    /// the total poll rate against the shared budget, and cross-replica delivery latency.
+    Replicas,
     /// Every scenario, in the order above.
     All,
 }
@@ -148,6 +152,10 @@ struct Cli {
     #[arg(long, value_name = "CMD")]
     around_deliveries: Option<String>,
 
+    /// replicas: sessions, each watched through every replica.
+    #[arg(long, default_value_t = 1000)]
+    replica_sessions: usize,
+
     /// startup: runs.
     #[arg(long, default_value_t = 7)]
     startup_runs: u32,
@@ -163,6 +171,7 @@ impl Cli {
                 Scenario::WatchPolls,
                 Scenario::FanOut,
                 Scenario::Startup,
+                Scenario::Replicas,
             ];
         }
         let mut chosen = self.scenarios.clone();
@@ -273,6 +282,21 @@ async fn run(scenario: Scenario, cli: &Cli, env: &Env) -> Result<Report, BoxErro
         }
         Scenario::Startup => {
             startup::run(env, if smoke { 2 } else { cli.startup_runs.max(1) }).await
+        }
+        Scenario::Replicas => {
+            let options = replicas::Options {
+                sessions: if smoke {
+                    20
+                } else {
+                    cli.replica_sessions.max(1)
+                },
+                interval: Duration::from_secs(if smoke { 1 } else { 5 }),
+                window: secs(if smoke { 2.0 } else { 15.0 }),
+                budget: if smoke { 10.0 } else { 50.0 },
+                budget_window: secs(if smoke { 3.0 } else { 30.0 }),
+                deliveries: if smoke { 10 } else { 200 },
+            };
+            replicas::run(env, &options).await
         }
         Scenario::All => unreachable!("expanded by Cli::scenarios"),
     }

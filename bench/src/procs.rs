@@ -182,6 +182,28 @@ impl Env {
         Ok(proc)
     }
 
+    /// A private `redis-server` on a free loopback port, keeping nothing on disk.
+    pub async fn start_redis(&self) -> Result<Proc, BoxError> {
+        let addr = free_port()?;
+        let log = self.log_file("redis")?;
+        let child = Command::new("redis-server")
+            .args(["--port", &addr.port().to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("redis-server: {e} (scripts/setup-tools.sh installs it)"))?;
+        let proc = Proc::new("redis", child, addr);
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err("redis-server did not come up".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(proc)
+    }
+
     /// Spawns the facade in front of `sandbox` with `extra` flags; does not wait for it.
     pub fn spawn_facade(&self, sandbox: SocketAddr, extra: &[&str]) -> Result<Proc, BoxError> {
         let addr = free_port()?;

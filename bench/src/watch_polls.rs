@@ -191,18 +191,7 @@ async fn total_against_budget(
     let total_seconds = (last.0 - first.0).as_secs_f64();
     let mean = (last.1 - first.1) as f64 / total_seconds;
     let min_window = MIN_BUDGET_WINDOW.min(options.budget_window / 2);
-    let mut worst = (0.0f64, 0.0f64);
-    for (i, (t0, n0)) in samples.iter().enumerate() {
-        for (t1, n1) in &samples[i + 1..] {
-            let seconds = (*t1 - *t0).as_secs_f64();
-            if seconds >= min_window.as_secs_f64() {
-                let rate = (n1 - n0) as f64 / seconds;
-                if rate > worst.0 {
-                    worst = (rate, seconds);
-                }
-            }
-        }
-    }
+    let worst = worst_window_rate(&samples, min_window);
     // The budget admits T*rate + 1 polls in any window T; one more for where a poll lands
     // relative to the two journal reads.
     let allowed = options.budget + 2.0 / min_window.as_secs_f64();
@@ -252,8 +241,26 @@ async fn total_against_budget(
     Ok(())
 }
 
+/// The highest rate between any two samples (instant, running count) at least `min_window`
+/// apart, and that window's length in seconds.
+pub fn worst_window_rate(samples: &[(Instant, usize)], min_window: Duration) -> (f64, f64) {
+    let mut worst = (0.0f64, 0.0f64);
+    for (i, (t0, n0)) in samples.iter().enumerate() {
+        for (t1, n1) in &samples[i + 1..] {
+            let seconds = (*t1 - *t0).as_secs_f64();
+            if seconds >= min_window.as_secs_f64() {
+                let rate = (n1 - n0) as f64 / seconds;
+                if rate > worst.0 {
+                    worst = (rate, seconds);
+                }
+            }
+        }
+    }
+    worst
+}
+
 /// Polls (GETs without a query) in the journal, for one session path or all.
-fn polls_of(journal: &[JournalEntry], path: Option<&str>) -> usize {
+pub fn polls_of(journal: &[JournalEntry], path: Option<&str>) -> usize {
     journal
         .iter()
         .filter(|entry| entry.is_poll() && path.is_none_or(|p| entry.path == p))

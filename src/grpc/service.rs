@@ -77,11 +77,18 @@ impl VerificationApi {
         let key = (!request.request_id.is_empty())
             .then(|| format!("{subaccount}/{}", request.request_id));
         if let Some(key) = &key {
-            match self
+            let claim = self
                 .idempotency
-                .claim(key, fingerprint(&subaccount, &request))
-                .await
-            {
+                .claim(key, fingerprint(&subaccount, &request));
+            // A duplicate waits for the first, and Redis may be slow: neither
+            // keeps the caller past its deadline.
+            let claim = match deadline {
+                Some(deadline) => tokio::time::timeout(deadline, claim)
+                    .await
+                    .map_err(|_| status::request_id_pending())?,
+                None => claim.await,
+            };
+            match claim {
                 Claim::Replay(answer) => {
                     return pb::StartVerificationResponse::decode(answer.as_slice()).map_err(
                         |_| status::internal("the stored answer of this request_id is unreadable"),

@@ -105,6 +105,17 @@ pub fn idempotency_store_unavailable() -> Status {
     )
 }
 
+/// The caller's deadline came while its request_id was still being
+/// claimed: an earlier call with it is unanswered, or Redis is slow.
+pub fn request_id_pending() -> Status {
+    error_without_metadata(
+        Code::DeadlineExceeded,
+        "REQUEST_ID_IN_FLIGHT",
+        "an earlier call with this request_id was still unanswered at the deadline; retry with the same request_id",
+        Some(Duration::from_millis(500)),
+    )
+}
+
 /// A fault of this service itself; details stay in the logs.
 pub fn internal(message: &str) -> Status {
     tracing::error!(message, "internal error");
