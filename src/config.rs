@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 use url::Url;
 
+use crate::auth::Callers;
 use crate::upstream::{ApiKeys, Region};
 use crate::watch::{PollSchedule, WatchConfig};
 
@@ -132,6 +133,17 @@ pub struct ServeArgs {
     #[arg(long, env = "VERIF8_IDEMPOTENCY_CAPACITY", default_value_t = 100_000)]
     pub idempotency_capacity: usize,
 
+    /// TOML file of the callers allowed in: one `[[caller]]` table each with
+    /// `name`, `token_sha256` (hex SHA-256 of its bearer token),
+    /// `subaccounts` and `scopes` (`start`, `check`, `read`).
+    #[arg(long, env = "VERIF8_CALLERS_FILE")]
+    pub callers_file: Option<PathBuf>,
+
+    /// Serve a real 8x8 account on a non-loopback address without a callers
+    /// file: anyone who reaches the port can send SMS billed to it.
+    #[arg(long, env = "VERIF8_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+
     /// Redis shared by several replicas, e.g. redis://127.0.0.1:6379/0
     /// (rediss:// for TLS): idempotency, one poller per watched session,
     /// callback hints and the poll budget across all of them. Unset, each
@@ -200,6 +212,28 @@ pub enum UpstreamChoice {
 }
 
 impl ServeArgs {
+    /// The callers file, read and checked; `real_account` says whether a
+    /// real 8x8 key is configured (the sandbox costs nothing).
+    pub fn callers(&self, real_account: bool) -> Result<Option<Callers>, String> {
+        let Some(path) = &self.callers_file else {
+            if real_account && !self.listen.ip().is_loopback() && !self.allow_unauthenticated {
+                return Err(format!(
+                    "--listen {} is reachable from other hosts and no --callers-file is set: \
+                     anyone reaching it could send SMS billed to the 8x8 account. Give a \
+                     callers file (VERIF8_CALLERS_FILE), listen on loopback behind a sidecar, \
+                     or pass --allow-unauthenticated if the network already decides who calls",
+                    self.listen
+                ));
+            }
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        Callers::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     pub fn upstream(&self) -> Result<UpstreamChoice, String> {
         let mut keys = match &self.api_key_file {
             Some(path) => {

@@ -1,3 +1,4 @@
+pub mod auth;
 pub mod cluster;
 pub mod codec;
 pub mod config;

@@ -50,6 +50,8 @@ async fn run_sandbox(args: verif8_grpc::config::SandboxArgs) -> Result<(), BoxEr
 
 async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
     let choice = args.upstream()?;
+    let real_account = matches!(choice, UpstreamChoice::Remote { .. });
+    let callers = args.callers(real_account)?.map(Arc::new);
     let (upstream, sandbox, default_subaccount) = match choice {
         UpstreamChoice::EmbeddedSandbox => {
             let api_key = uuid::Uuid::new_v4().simple().to_string();
@@ -127,6 +129,7 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
         max_in_flight: args.max_in_flight,
         shutdown_grace: args.shutdown_grace,
         idempotency,
+        callers,
         cluster,
     };
     server::serve(listener, http, options, shutdown_signal()).await?;

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::auth::Callers;
 use crate::cluster::{Cluster, Messages};
 use crate::grpc::{SandboxApi, VerificationApi};
 use crate::http_listener::{self, callbacks::CallbackTokens};
@@ -35,6 +36,8 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Where StartVerification answers are kept by request_id.
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Set with `--callers-file`: who may call, with which subaccounts and scopes.
+    pub callers: Option<Arc<Callers>>,
     /// Set with `--redis-url`: what replicas share.
     pub cluster: Option<(Arc<Cluster>, Messages)>,
 }
@@ -132,7 +135,7 @@ pub async fn serve(
         tokio::spawn(http_listener::serve(listener, router, stopping.clone()))
     });
 
-    let router = transport::server(options.max_in_flight)
+    let router = transport::server(options.max_in_flight, options.callers)
         .add_service(
             VerificationServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES),
         )

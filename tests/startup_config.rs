@@ -12,7 +12,10 @@ fn run(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
         }
     }
     // Ports that can't be bound, should a case get past configuration.
-    command.args(["--listen", "127.0.0.1:1", "--sandbox-listen", "127.0.0.1:1"]);
+    if !args.contains(&"--listen") {
+        command.args(["--listen", "127.0.0.1:1"]);
+    }
+    command.args(["--sandbox-listen", "127.0.0.1:1"]);
     let output = command
         .envs(env.iter().copied())
         .args(args)
@@ -57,4 +60,39 @@ fn sandbox_with_an_upstream_setting_is_refused() {
     let (code, stderr) = run(&[("VERIF8_API_KEY", "k")], &["--sandbox"]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("keep one or the other"), "{stderr}");
+}
+
+#[test]
+fn a_real_account_on_an_open_port_needs_callers_or_an_explicit_opt_out() {
+    // Held, so a run that gets past configuration fails to bind instead of serving.
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let listen = format!("0.0.0.0:{}", taken.local_addr().unwrap().port());
+    let (code, stderr) = run(&[("VERIF8_API_KEY", "k")], &["--listen", &listen]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no --callers-file is set"), "{stderr}");
+
+    let (code, stderr) = run(
+        &[("VERIF8_API_KEY", "k")],
+        &["--listen", &listen, "--allow-unauthenticated"],
+    );
+    assert_eq!(code, Some(1), "it got as far as binding the taken port");
+    assert!(!stderr.contains("callers-file"), "{stderr}");
+
+    // The sandbox costs nothing: no callers file needed.
+    let (_, stderr) = run(&[], &["--listen", &listen]);
+    assert!(!stderr.contains("callers-file"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_callers_file_is_refused() {
+    let path = std::env::temp_dir().join(format!("callers-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[[caller]]\nname = \"a\"\ntoken_sha256 = \"xyz\"\nsubaccounts = [\"s\"]\nscopes = [\"read\"]\n",
+    )
+    .unwrap();
+    let (code, stderr) = run(&[], &["--callers-file", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("64 hex digits"), "{stderr}");
 }

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use super::layers::InFlightSlot;
 use super::resend_hints::ResendHints;
 use super::{convert, deadline, status, validate, watch_stream};
+use crate::auth::Caller;
 use crate::http_listener::callbacks::CallbackTokens;
 use crate::idempotency::{Claim, IdempotencyStore};
 use crate::pb::v1 as pb;
@@ -72,8 +73,10 @@ impl VerificationApi {
         request: pb::StartVerificationRequest,
         deadline: Option<Duration>,
         slot: Option<InFlightSlot>,
+        caller: Option<&Caller>,
     ) -> Result<pb::StartVerificationResponse, Status> {
         let (subaccount, body) = validate::start_request(&request, self.default_subaccount())?;
+        authorize(caller, &subaccount)?;
         let key = (!request.request_id.is_empty())
             .then(|| format!("{subaccount}/{}", request.request_id));
         if let Some(key) = &key {
@@ -170,12 +173,14 @@ impl VerificationApi {
         &self,
         request: pb::GetSessionRequest,
         deadline: Option<Duration>,
+        caller: Option<&Caller>,
     ) -> Result<pb::GetSessionResponse, Status> {
         let subaccount = validate::session_ref(
             &request.subaccount_id,
             &request.session_id,
             self.default_subaccount(),
         )?;
+        authorize(caller, &subaccount)?;
         let session = self
             .upstream
             .get_session(
@@ -195,8 +200,10 @@ impl VerificationApi {
         &self,
         request: pb::CheckCodeRequest,
         deadline: Option<Duration>,
+        caller: Option<&Caller>,
     ) -> Result<pb::CheckCodeResponse, Status> {
         let subaccount = validate::check_code_request(&request, self.default_subaccount())?;
+        authorize(caller, &subaccount)?;
         let session = self
             .upstream
             .check_code(&subaccount, &request.session_id, &request.code, deadline)
@@ -208,8 +215,13 @@ impl VerificationApi {
         })
     }
 
-    async fn watch(&self, request: pb::WatchSessionRequest) -> Result<WatchStream, Status> {
+    async fn watch(
+        &self,
+        request: pb::WatchSessionRequest,
+        caller: Option<&Caller>,
+    ) -> Result<WatchStream, Status> {
         let subaccount = validate::watch_request(&request, self.default_subaccount())?;
+        authorize(caller, &subaccount)?;
         let heartbeat = request
             .heartbeat_interval
             .and_then(|d| Duration::try_from(d).ok());
@@ -232,9 +244,11 @@ impl VerificationApi {
         &self,
         request: pb::CheckSmaCoverageRequest,
         deadline: Option<Duration>,
+        caller: Option<&Caller>,
     ) -> Result<pb::CheckSmaCoverageResponse, Status> {
         let (subaccount, body) =
             validate::sma_coverage_request(&request, self.default_subaccount())?;
+        authorize(caller, &subaccount)?;
         let available = self
             .upstream
             .sma_coverage(&subaccount, &body, CallPolicy::retried(deadline))
@@ -242,6 +256,21 @@ impl VerificationApi {
             .map_err(|e| status::from_upstream(&e, None))?;
         Ok(pb::CheckSmaCoverageResponse { available })
     }
+}
+
+/// With `--callers-file`, the caller must hold the subaccount it names.
+fn authorize(caller: Option<&Caller>, subaccount: &str) -> Result<(), Status> {
+    match caller {
+        Some(caller) if !caller.may_use(subaccount) => {
+            Err(status::subaccount_not_allowed(&caller.name, subaccount))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The caller the authentication layer identified, if callers are configured.
+fn caller_of<T>(request: &Request<T>) -> Option<Arc<Caller>> {
+    request.extensions().get::<Arc<Caller>>().cloned()
 }
 
 /// Hash of everything a StartVerification asks for, request_id aside.
@@ -262,7 +291,10 @@ impl VerificationService for Arc<VerificationApi> {
     ) -> Result<Response<pb::StartVerificationResponse>, Status> {
         let deadline = deadline::from_metadata(request.metadata());
         let slot = request.extensions().get::<InFlightSlot>().cloned();
-        let answer = self.start(request.into_inner(), deadline, slot).await?;
+        let caller = caller_of(&request);
+        let answer = self
+            .start(request.into_inner(), deadline, slot, caller.as_deref())
+            .await?;
         Ok(Response::new(answer))
     }
 
@@ -271,7 +303,10 @@ impl VerificationService for Arc<VerificationApi> {
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
         let deadline = deadline::from_metadata(request.metadata());
-        let answer = self.get(request.into_inner(), deadline).await?;
+        let caller = caller_of(&request);
+        let answer = self
+            .get(request.into_inner(), deadline, caller.as_deref())
+            .await?;
         Ok(Response::new(answer))
     }
 
@@ -280,7 +315,10 @@ impl VerificationService for Arc<VerificationApi> {
         request: Request<pb::CheckCodeRequest>,
     ) -> Result<Response<pb::CheckCodeResponse>, Status> {
         let deadline = deadline::from_metadata(request.metadata());
-        let answer = self.check(request.into_inner(), deadline).await?;
+        let caller = caller_of(&request);
+        let answer = self
+            .check(request.into_inner(), deadline, caller.as_deref())
+            .await?;
         Ok(Response::new(answer))
     }
 
@@ -289,7 +327,10 @@ impl VerificationService for Arc<VerificationApi> {
         request: Request<pb::CheckSmaCoverageRequest>,
     ) -> Result<Response<pb::CheckSmaCoverageResponse>, Status> {
         let deadline = deadline::from_metadata(request.metadata());
-        let answer = self.coverage(request.into_inner(), deadline).await?;
+        let caller = caller_of(&request);
+        let answer = self
+            .coverage(request.into_inner(), deadline, caller.as_deref())
+            .await?;
         Ok(Response::new(answer))
     }
 
@@ -299,7 +340,8 @@ impl VerificationService for Arc<VerificationApi> {
         &self,
         request: Request<pb::WatchSessionRequest>,
     ) -> Result<Response<Self::WatchSessionStream>, Status> {
-        let stream = self.watch(request.into_inner()).await?;
+        let caller = caller_of(&request);
+        let stream = self.watch(request.into_inner(), caller.as_deref()).await?;
         Ok(Response::new(stream))
     }
 }

@@ -116,6 +116,43 @@ pub fn request_id_pending() -> Status {
     )
 }
 
+/// No bearer token, or one no caller in `--callers-file` has.
+pub fn unauthenticated() -> Status {
+    crate::telemetry::metrics::refused("CALLER_UNAUTHENTICATED");
+    error_without_metadata(
+        Code::Unauthenticated,
+        "CALLER_UNAUTHENTICATED",
+        "send `authorization: Bearer <token>` with a token the operator gave you",
+        None,
+    )
+}
+
+/// The caller is known but lacks the method's scope.
+pub fn scope_not_granted(caller: &str, scope: &str) -> Status {
+    crate::telemetry::metrics::refused("SCOPE_NOT_GRANTED");
+    let metadata = HashMap::from([("scope".to_owned(), scope.to_owned())]);
+    error(
+        Code::PermissionDenied,
+        "SCOPE_NOT_GRANTED",
+        format!("caller {caller} does not hold the {scope:?} scope this method needs"),
+        metadata,
+        None,
+    )
+}
+
+/// The caller is known but not allowed this subaccount.
+pub fn subaccount_not_allowed(caller: &str, subaccount: &str) -> Status {
+    crate::telemetry::metrics::refused("SUBACCOUNT_NOT_ALLOWED");
+    let metadata = HashMap::from([("subaccount_id".to_owned(), subaccount.to_owned())]);
+    error(
+        Code::PermissionDenied,
+        "SUBACCOUNT_NOT_ALLOWED",
+        format!("caller {caller} may not use subaccount {subaccount}"),
+        metadata,
+        None,
+    )
+}
+
 /// A fault of this service itself; details stay in the logs.
 pub fn internal(message: &str) -> Status {
     tracing::error!(message, "internal error");

@@ -16,6 +16,8 @@ use prometheus_client::registry::{Metric, Registry};
 struct RpcLabels {
     method: &'static str,
     code: &'static str,
+    /// The `--callers-file` name (operator-chosen, so bounded); empty without one.
+    caller: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,6 +35,11 @@ struct UpstreamLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabel {
     endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,6 +81,7 @@ struct Metrics {
     polls: Counter,
     started: Family<ChannelLabel, Counter>,
     verified: Family<ChannelLabel, Counter>,
+    refused: Family<ReasonLabel, Counter>,
     redis_up: Gauge,
     redis_calls: Family<OutcomeLabel, Counter>,
     redis_seconds: Histogram,
@@ -151,6 +159,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Verifications started here and seen VERIFIED, by channel",
             Family::default(),
         ),
+        refused: registered(
+            r,
+            "refused",
+            "Calls refused to protect the account (nothing sent to 8x8), by reason",
+            Family::default(),
+        ),
         redis_up: registered(
             r,
             "redis_up",
@@ -217,12 +231,13 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-pub fn rpc(method: &'static str, code: tonic::Code, latency: Duration) {
+pub fn rpc(method: &'static str, code: tonic::Code, caller: Option<&str>, latency: Duration) {
     METRICS
         .rpcs
         .get_or_create(&RpcLabels {
             method,
             code: code_name(code),
+            caller: caller.unwrap_or_default().to_owned(),
         })
         .inc();
     METRICS
@@ -256,6 +271,11 @@ pub fn shed() {
 
 pub fn poll() {
     METRICS.polls.inc();
+}
+
+/// A call refused before anything went to 8x8 (auth, limits, countries).
+pub fn refused(reason: &'static str) {
+    METRICS.refused.get_or_create(&ReasonLabel { reason }).inc();
 }
 
 pub fn redis_up(up: bool) {

@@ -12,7 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::{Router, TcpIncoming};
 use tower::layer::util::{Identity, Stack};
 
-use crate::grpc::layers::{InFlightLimitLayer, RpcLogLayer};
+use std::sync::Arc;
+
+use crate::auth::Callers;
+use crate::grpc::layers::{AuthenticateLayer, InFlightLimitLayer, RpcLogLayer};
 
 pub use preface::PREFACE_TIMEOUT;
 
@@ -29,12 +32,15 @@ const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
-pub type Layers = Stack<InFlightLimitLayer, Stack<RpcLogLayer, Identity>>;
+pub type Layers = Stack<InFlightLimitLayer, Stack<AuthenticateLayer, Stack<RpcLogLayer, Identity>>>;
 
 /// tonic's server with our settings and layers; add the services to it.
 /// It enforces each call's `grpc-timeout` (tonic answers CANCELLED when it
 /// runs out; our handlers answer DEADLINE_EXCEEDED a margin before).
-pub fn server(max_in_flight: usize) -> tonic::transport::Server<Layers> {
+pub fn server(
+    max_in_flight: usize,
+    callers: Option<Arc<Callers>>,
+) -> tonic::transport::Server<Layers> {
     tonic::transport::Server::builder()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
@@ -44,8 +50,10 @@ pub fn server(max_in_flight: usize) -> tonic::transport::Server<Layers> {
         // hyper's limit on streams reset for a peer's protocol errors
         // (RUSTSEC-2024-0003); tonic passes none by default.
         .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
-        // Outermost first: a shed call is still logged.
+        // Outermost first: every refusal is still logged, and an
+        // unauthenticated call takes no in-flight slot.
         .layer(RpcLogLayer)
+        .layer(AuthenticateLayer::new(callers))
         .layer(InFlightLimitLayer::new(max_in_flight))
 }
 

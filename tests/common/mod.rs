@@ -96,6 +96,7 @@ pub fn facade_options(upstream_url: &str, api_key: &str) -> ServerOptions {
             Duration::from_secs(24 * 3600),
             10_000,
         )),
+        callers: None,
         cluster: None,
     }
 }

@@ -1,48 +1,57 @@
 //! Tower layers around tonic's router for what every call of ours shares:
-//! the log line and metrics, and the in-flight limit.
+//! the log line and metrics, caller authentication, and the in-flight limit.
 
+mod authenticate;
 mod in_flight;
 mod rpc_log;
 
+pub use authenticate::{AuthenticateLayer, CallerName};
 pub use in_flight::{InFlightLimitLayer, InFlightSlot};
 pub use rpc_log::RpcLogLayer;
+
+use crate::auth::Scope;
 
 use crate::pb::v1::sandbox_service_server::SERVICE_NAME as SANDBOX;
 use crate::pb::v1::verification_service_server::SERVICE_NAME as VERIFICATION;
 
-/// One of our methods, and whether it counts against `--max-in-flight`.
+/// One of our methods: whether it counts against `--max-in-flight`, and
+/// the scope a caller needs for it (None: open to anyone who reaches us).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Method {
     name: &'static str,
     limited: bool,
+    scope: Option<Scope>,
 }
 
-const fn unary(name: &'static str) -> Method {
+const fn unary(name: &'static str, scope: Scope) -> Method {
     Method {
         name,
         limited: true,
+        scope: Some(scope),
     }
 }
 
 const METHODS: [(&str, Method); 6] = [
-    (VERIFICATION, unary("StartVerification")),
-    (VERIFICATION, unary("GetSession")),
-    (VERIFICATION, unary("CheckCode")),
-    (VERIFICATION, unary("CheckSmaCoverage")),
+    (VERIFICATION, unary("StartVerification", Scope::Start)),
+    (VERIFICATION, unary("GetSession", Scope::Read)),
+    (VERIFICATION, unary("CheckCode", Scope::Check)),
+    (VERIFICATION, unary("CheckSmaCoverage", Scope::Read)),
     // A stream lives for minutes; `--max-watch-streams` bounds those.
     (
         VERIFICATION,
         Method {
             name: "WatchSession",
             limited: false,
+            scope: Some(Scope::Read),
         },
     ),
-    // The sandbox's own inspection, never sent upstream.
+    // The sandbox's own inspection (sandbox mode only), never sent upstream.
     (
         SANDBOX,
         Method {
             name: "ListMessages",
             limited: false,
+            scope: None,
         },
     ),
 ];

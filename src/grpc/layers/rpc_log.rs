@@ -1,6 +1,6 @@
 //! One log line and the RPC metrics per call of ours: method,
-//! gRPC code, latency, the caller's address and the status of the last 8x8
-//! answer. A call dropped before it answers (the caller cancelled, or its
+//! gRPC code, latency, the caller's address and name and the status of the
+//! last 8x8 answer. A call dropped before it answers (the caller cancelled, or its
 //! `grpc-timeout` ran out) is logged as CANCELLED when its future goes.
 
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use tonic::Code;
 use tonic::transport::server::TcpConnectInfo;
 use tower::{Layer, Service};
 
-use super::{BoxFuture, method_of};
+use super::{BoxFuture, CallerName, method_of};
 use crate::telemetry::metrics;
 use crate::upstream::with_last_status;
 
@@ -56,13 +56,20 @@ where
                 .get::<TcpConnectInfo>()
                 .and_then(TcpConnectInfo::remote_addr),
             started: Instant::now(),
+            caller: None,
             logged: false,
         };
         let call = self.inner.call(request);
         Box::pin(async move {
             let (answer, upstream_status) = with_last_status(call).await;
             let code = match &answer {
-                Ok(response) => code_of(response.headers()),
+                Ok(response) => {
+                    finished.caller = response
+                        .extensions()
+                        .get::<CallerName>()
+                        .map(|caller| caller.0.clone());
+                    code_of(response.headers())
+                }
                 Err(_) => Code::Unknown,
             };
             finished.log(code, upstream_status);
@@ -83,6 +90,8 @@ struct Finished {
     method: &'static str,
     peer: Option<SocketAddr>,
     started: Instant,
+    /// Set when `--callers-file` identified the caller.
+    caller: Option<std::sync::Arc<crate::auth::Caller>>,
     logged: bool,
 }
 
@@ -95,10 +104,12 @@ impl Finished {
             code = metrics::code_name(code),
             latency_us = elapsed.as_micros() as u64,
             peer = self.peer.map(tracing::field::display),
+            caller = self.caller.as_ref().map(|caller| caller.name.as_str()),
             upstream_status,
             "rpc finished"
         );
-        metrics::rpc(self.method, code, elapsed);
+        let caller = self.caller.as_ref().map(|caller| caller.name.as_str());
+        metrics::rpc(self.method, code, caller, elapsed);
     }
 }
 
