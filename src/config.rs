@@ -8,7 +8,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 use url::Url;
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use crate::auth::Callers;
+use crate::protection::{
+    CountryRules, DEFAULT_DESTINATION_LIMIT, LimitKey, ProtectionConfig, Rate, SendLimit,
+};
 use crate::upstream::{ApiKeys, Region};
 use crate::watch::{PollSchedule, WatchConfig};
 
@@ -144,6 +150,35 @@ pub struct ServeArgs {
     #[arg(long, env = "VERIF8_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
 
+    /// A send limit, KEY=COUNT/WINDOW with KEY destination, client_ip (when
+    /// the request carries one) or caller; repeatable. Unless a destination
+    /// limit is given, destination=5/10m applies.
+    #[arg(long = "send-limit", env = "VERIF8_SEND_LIMITS", value_delimiter = ' ')]
+    pub send_limits: Vec<SendLimit>,
+
+    /// Comma-separated E.164 numbers no limit applies to (test phones, monitoring).
+    #[arg(long, env = "VERIF8_SAFE_DESTINATIONS", value_delimiter = ',')]
+    pub safe_destinations: Vec<String>,
+
+    /// Count and log what the limits and country rules would refuse, refuse nothing.
+    #[arg(long, env = "VERIF8_LIMITS_SHADOW")]
+    pub limits_shadow: bool,
+
+    /// Wrong codes per destination (across re-sends) before CheckCode and
+    /// StartVerification for it are refused, COUNT/WINDOW.
+    #[arg(long, env = "VERIF8_FAILED_CHECK_LIMIT", default_value = "10/1h")]
+    pub failed_check_limit: Rate,
+
+    /// Countries a channel may send to, CHANNEL=CC,CC (channel sms, call,
+    /// whatsapp, viber, sma or *; ISO 3166 alpha-2 codes); repeatable. A
+    /// channel no rule names goes anywhere.
+    #[arg(
+        long = "allow-countries",
+        env = "VERIF8_ALLOW_COUNTRIES",
+        value_delimiter = ' '
+    )]
+    pub allow_countries: Vec<String>,
+
     /// Redis shared by several replicas, e.g. redis://127.0.0.1:6379/0
     /// (rediss:// for TLS): idempotency, one poller per watched session,
     /// callback hints and the poll budget across all of them. Unset, each
@@ -212,6 +247,38 @@ pub enum UpstreamChoice {
 }
 
 impl ServeArgs {
+    pub fn protection(&self) -> Result<ProtectionConfig, String> {
+        let mut send_limits = self.send_limits.clone();
+        if !send_limits
+            .iter()
+            .any(|limit| limit.key == LimitKey::Destination)
+        {
+            send_limits.insert(0, DEFAULT_DESTINATION_LIMIT);
+        }
+        let mut safe_destinations = HashSet::new();
+        for number in self
+            .safe_destinations
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+        {
+            let digits = number.strip_prefix('+').unwrap_or_default();
+            if !(8..=15).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) {
+                return Err(format!(
+                    "--safe-destinations: {number:?} is not an E.164 number like +6591234567"
+                ));
+            }
+            safe_destinations.insert(number.to_owned());
+        }
+        Ok(ProtectionConfig {
+            send_limits,
+            failed_check_limit: self.failed_check_limit,
+            safe_destinations,
+            shadow: self.limits_shadow,
+            countries: Arc::new(CountryRules::parse(&self.allow_countries)?),
+        })
+    }
+
     /// The callers file, read and checked; `real_account` says whether a
     /// real 8x8 key is configured (the sandbox costs nothing).
     pub fn callers(&self, real_account: bool) -> Result<Option<Callers>, String> {

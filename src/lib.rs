@@ -6,6 +6,7 @@ pub mod grpc;
 pub mod http_listener;
 pub mod idempotency;
 pub mod pb;
+pub mod protection;
 pub mod sandbox;
 pub mod server;
 pub mod telemetry;

@@ -52,6 +52,7 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
     let choice = args.upstream()?;
     let real_account = matches!(choice, UpstreamChoice::Remote { .. });
     let callers = args.callers(real_account)?.map(Arc::new);
+    let protection = args.protection()?;
     let (upstream, sandbox, default_subaccount) = match choice {
         UpstreamChoice::EmbeddedSandbox => {
             let api_key = uuid::Uuid::new_v4().simple().to_string();
@@ -131,6 +132,7 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
         idempotency,
         callers,
         cluster,
+        protection,
     };
     server::serve(listener, http, options, shutdown_signal()).await?;
     tracing::info!("stopped");

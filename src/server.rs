@@ -17,6 +17,7 @@ use crate::idempotency::IdempotencyStore;
 use crate::pb;
 use crate::pb::v1::sandbox_service_server::SandboxServiceServer;
 use crate::pb::v1::verification_service_server::VerificationServiceServer;
+use crate::protection::{Protection, ProtectionConfig};
 use crate::sandbox::RunningSandbox;
 use crate::transport::{self, MAX_MESSAGE_BYTES};
 use crate::upstream::{UpstreamClient, UpstreamConfig};
@@ -36,6 +37,8 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Where StartVerification answers are kept by request_id.
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Send limits, failed-check limit, countries.
+    pub protection: ProtectionConfig,
     /// Set with `--callers-file`: who may call, with which subaccounts and scopes.
     pub callers: Option<Arc<Callers>>,
     /// Set with `--redis-url`: what replicas share.
@@ -67,6 +70,7 @@ pub async fn serve(
         hub.clone(),
         callbacks.clone(),
         options.idempotency,
+        Arc::new(Protection::new(options.protection, cluster.clone())),
     );
 
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -33,8 +33,8 @@ async fn metrics_count_rpcs_upstream_calls_watches_and_conversions() {
     let url = format!("http://{}/metrics", h.http_addr);
     let text = h.http.get(&url).send().await.unwrap().text().await.unwrap();
     for line in [
-        "verif8_rpcs_total{method=\"StartVerification\",code=\"Ok\"} 2",
-        "verif8_rpcs_total{method=\"WatchSession\",code=\"Ok\"} 1",
+        "verif8_rpcs_total{method=\"StartVerification\",code=\"Ok\",caller=\"\"} 2",
+        "verif8_rpcs_total{method=\"WatchSession\",code=\"Ok\",caller=\"\"} 1",
         "verif8_upstream_calls_total{endpoint=\"start\",status=\"200\"} 2",
         "verif8_verifications_started_total{channel=\"sms\"} 1",
         "verif8_verifications_started_total{channel=\"call\"} 1",
@@ -63,7 +63,7 @@ async fn metrics_count_rpcs_upstream_calls_watches_and_conversions() {
     for line in [
         "verif8_verifications_verified_total{channel=\"sms\"} 1",
         "verif8_upstream_calls_total{endpoint=\"check_code\",status=\"200\"} 1",
-        "verif8_rpcs_total{method=\"CheckCode\",code=\"Ok\"} 1",
+        "verif8_rpcs_total{method=\"CheckCode\",code=\"Ok\",caller=\"\"} 1",
         "verif8_watch_streams 0",
     ] {
         assert!(

@@ -17,6 +17,7 @@ use crate::http_listener::callbacks::CallbackTokens;
 use crate::idempotency::{Claim, IdempotencyStore};
 use crate::pb::v1 as pb;
 use crate::pb::v1::verification_service_server::VerificationService;
+use crate::protection::Protection;
 use crate::telemetry::metrics;
 use crate::upstream::{CallPolicy, Channel, SessionInfo, SessionStatus, UpstreamClient};
 use crate::watch::{Hub, SessionKey, Source};
@@ -30,6 +31,7 @@ pub struct VerificationApi {
     /// Set with a public URL: callback hints for sessions without their own callback_url.
     callbacks: Option<Arc<CallbackTokens>>,
     idempotency: Arc<dyn IdempotencyStore>,
+    protection: Arc<Protection>,
 }
 
 impl VerificationApi {
@@ -39,6 +41,7 @@ impl VerificationApi {
         hub: Hub,
         callbacks: Option<Arc<CallbackTokens>>,
         idempotency: Arc<dyn IdempotencyStore>,
+        protection: Arc<Protection>,
     ) -> Arc<Self> {
         Arc::new(VerificationApi {
             upstream,
@@ -47,6 +50,7 @@ impl VerificationApi {
             hub,
             callbacks,
             idempotency,
+            protection,
         })
     }
 
@@ -107,8 +111,21 @@ impl VerificationApi {
         // with the same request_id), and the call's in-flight slot stays
         // taken until the POST ends.
         let api = self.clone();
+        let caller = caller.map(|caller| caller.name.clone());
         let started = tokio::spawn(async move {
-            let answer = api.send_start(subaccount, body, deadline).await;
+            let admitted = api
+                .protection
+                .admit_start(
+                    body.channel.unwrap_or(Channel::Sms),
+                    &body.destination,
+                    body.client_ip.as_deref(),
+                    caller.as_deref(),
+                )
+                .await;
+            let answer = match admitted {
+                Ok(()) => api.send_start(subaccount, body, deadline).await,
+                Err(refusal) => Err(status::refused(&refusal)),
+            };
             if let Some(key) = key {
                 let encoded = answer.as_ref().ok().map(Message::encode_to_vec);
                 api.idempotency.finish(&key, encoded).await;
@@ -156,6 +173,9 @@ impl VerificationApi {
                 }
                 let channel = body.channel.unwrap_or(Channel::Sms);
                 metrics::started(&session.session_id, channel.as_str());
+                self.protection
+                    .started(&subaccount, &session.session_id, &body.destination)
+                    .await;
                 self.publish(&subaccount, &session, Source::Start);
                 Ok(pb::StartVerificationResponse {
                     session: Some(convert::session(&subaccount, &session)),
@@ -204,11 +224,21 @@ impl VerificationApi {
     ) -> Result<pb::CheckCodeResponse, Status> {
         let subaccount = validate::check_code_request(&request, self.default_subaccount())?;
         authorize(caller, &subaccount)?;
+        self.protection
+            .admit_check(&subaccount, &request.session_id)
+            .await
+            .map_err(|refusal| status::refused(&refusal))?;
         let session = self
             .upstream
             .check_code(&subaccount, &request.session_id, &request.code, deadline)
             .await
             .map_err(|e| status::from_upstream(&e, None))?;
+        self.protection
+            .checked(
+                &session.destination,
+                session.status == SessionStatus::Verified,
+            )
+            .await;
         self.publish(&subaccount, &session, Source::CheckCode);
         Ok(pb::CheckCodeResponse {
             session: Some(convert::session(&subaccount, &session)),

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+use tonic_types::{ErrorDetails, FieldViolation, QuotaViolation, StatusExt};
+
+use crate::protection::Refusal;
 
 use crate::upstream::{ApiError, UpstreamError};
 
@@ -151,6 +153,57 @@ pub fn subaccount_not_allowed(caller: &str, subaccount: &str) -> Status {
         metadata,
         None,
     )
+}
+
+/// A refusal to protect the account; nothing was sent to 8x8.
+pub fn refused(refusal: &Refusal) -> Status {
+    let reason = refusal.reason();
+    crate::telemetry::metrics::refused(reason);
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, DOMAIN, HashMap::new());
+    let (code, message) = match refusal {
+        Refusal::SendLimit {
+            key,
+            rate,
+            retry_after,
+        } => {
+            let bucket = key.as_str();
+            let limit = format!(
+                "at most {} sends per {} per {}",
+                rate.count,
+                bucket,
+                humantime::format_duration(rate.window)
+            );
+            details.set_quota_failure(vec![QuotaViolation::new(bucket, limit.clone())]);
+            details.set_retry_info(Some(round_up(*retry_after)));
+            (
+                Code::ResourceExhausted,
+                format!("send limit reached: {limit}"),
+            )
+        }
+        Refusal::FailedChecks { retry_after } => {
+            details.set_retry_info(Some(round_up(*retry_after)));
+            (
+                Code::ResourceExhausted,
+                "too many wrong codes for this destination lately; wait before checking or sending again".to_owned(),
+            )
+        }
+        Refusal::Country { channel, country } => (
+            Code::PermissionDenied,
+            format!(
+                "{} to {} is not allowed by this service's configuration",
+                channel.as_str(),
+                country.as_deref().unwrap_or("a number of unknown country")
+            ),
+        ),
+    };
+    Status::with_error_details(code, message, details)
+}
+
+/// RetryInfo in whole seconds, never 0 (a client would retry at once).
+fn round_up(wait: Duration) -> Duration {
+    Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+        .max(Duration::from_secs(1))
 }
 
 /// A fault of this service itself; details stay in the logs.
