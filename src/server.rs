@@ -1,6 +1,7 @@
 //! Wiring: the gRPC services (ours, health, reflection) on tonic's server, the HTTP listener for metrics
 //! and callback hints, and an orderly shutdown.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +59,7 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
+    let configured = configured_subaccounts(&options);
     let upstream = UpstreamClient::new(options.upstream.clone())?;
     let cluster = options.cluster.as_ref().map(|(cluster, _)| cluster.clone());
     let hub = Hub::new(upstream.clone(), options.watch, options.cluster);
@@ -71,6 +73,7 @@ pub async fn serve(
         callbacks.clone(),
         options.idempotency,
         Arc::new(Protection::new(options.protection, cluster.clone())),
+        configured,
     );
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -165,6 +168,18 @@ pub async fn serve(
         http_server.abort();
     }
     Ok(())
+}
+
+/// The subaccounts the operator named: the keys file's, the default, the
+/// callers'. Empty when none is named (a single key for any subaccount).
+fn configured_subaccounts(options: &ServerOptions) -> HashSet<String> {
+    let keys = options.upstream.keys.per_subaccount.keys().cloned();
+    let default = options.default_subaccount.iter().cloned();
+    let callers = options
+        .callers
+        .iter()
+        .flat_map(|callers| callers.subaccounts().map(str::to_owned));
+    keys.chain(default).chain(callers).collect()
 }
 
 /// Mirrors whether Redis answers into the health service `verif8.redis`;

@@ -182,3 +182,73 @@ async fn channels_send_only_where_they_are_allowed() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn subaccounts_nobody_configured_are_refused_before_any_state() {
+    let mut h = harness(ProtectionConfig::default()).await;
+    let refused = h
+        .client
+        .watch_session(pb::WatchSessionRequest {
+            subaccount_id: "made_up_123".into(),
+            session_id: "f2b1c3d4".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(reason(&refused), "SUBACCOUNT_NOT_CONFIGURED");
+    let refused = h
+        .start(pb::StartVerificationRequest {
+            subaccount_id: "made_up_123".into(),
+            ..start("+6591234567")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&refused), "SUBACCOUNT_NOT_CONFIGURED");
+    assert!(h.upstream_requests().await.is_empty());
+}
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn ten_thousand_watches_on_made_up_subaccounts_leave_no_memory_behind() {
+    let port = common::cluster::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_verif8-grpc"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--sandbox"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    while std::net::TcpStream::connect(addr).is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut client = common::connect(addr).await;
+    let watch = |i: usize| pb::WatchSessionRequest {
+        subaccount_id: format!("made_up_{i}"),
+        session_id: format!("session{i}"),
+        ..Default::default()
+    };
+    // Warm up the connection and allocator, then measure.
+    for i in 0..200 {
+        let _ = client.watch_session(watch(i)).await;
+    }
+    let before = rss_kib(child.id());
+    for i in 0..10_000 {
+        let refused = client.watch_session(watch(i)).await.unwrap_err();
+        assert_eq!(reason(&refused), "SUBACCOUNT_NOT_CONFIGURED");
+    }
+    let after = rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(after < before + 1024, "RSS {before} KiB -> {after} KiB");
+}

@@ -441,3 +441,28 @@ async fn a_redis_that_never_answers_does_not_hold_a_call_past_its_deadline() {
     assert_eq!(reason(&refused), "IDEMPOTENCY_STORE_UNAVAILABLE");
     assert_eq!(count_requests(&sandbox, "POST", SESSIONS).await, 0);
 }
+
+#[tokio::test]
+async fn a_send_limit_holds_for_all_replicas_together() {
+    let redis = RedisServer::start().await;
+    let sandbox = sandbox(Duration::ZERO).await;
+    let args = ["--send-limit", "client_ip=2/10m"];
+    let replicas = [
+        Replica::spawn(&sandbox, &redis.url(), &args).await,
+        Replica::spawn(&sandbox, &redis.url(), &args).await,
+        Replica::spawn(&sandbox, &redis.url(), &args).await,
+    ];
+    let mut outcomes = Vec::new();
+    for (i, replica) in replicas.iter().enumerate() {
+        let request = pb::StartVerificationRequest {
+            client_ip: "198.51.100.23".into(),
+            ..start_request(&format!("+659123456{i}"), "")
+        };
+        outcomes.push(replica.client().await.start_verification(request).await);
+    }
+    assert!(outcomes[0].is_ok() && outcomes[1].is_ok(), "{outcomes:?}");
+    let refused = outcomes[2].as_ref().unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert_eq!(reason(refused), "SEND_LIMIT_REACHED");
+    assert_eq!(count_requests(&sandbox, "POST", SESSIONS).await, 2);
+}

@@ -1,5 +1,6 @@
 //! verif8.v1.VerificationService: validate → call 8x8 → map the answer.
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,9 @@ pub struct VerificationApi {
     callbacks: Option<Arc<CallbackTokens>>,
     idempotency: Arc<dyn IdempotencyStore>,
     protection: Arc<Protection>,
+    /// Subaccounts the operator named (keys file, default, callers); when
+    /// any are named, no other gets state or reaches 8x8 through us.
+    configured: Option<HashSet<String>>,
 }
 
 impl VerificationApi {
@@ -42,6 +46,7 @@ impl VerificationApi {
         callbacks: Option<Arc<CallbackTokens>>,
         idempotency: Arc<dyn IdempotencyStore>,
         protection: Arc<Protection>,
+        configured: HashSet<String>,
     ) -> Arc<Self> {
         Arc::new(VerificationApi {
             upstream,
@@ -51,6 +56,7 @@ impl VerificationApi {
             callbacks,
             idempotency,
             protection,
+            configured: (!configured.is_empty()).then_some(configured),
         })
     }
 
@@ -64,6 +70,22 @@ impl VerificationApi {
             session_id: session.session_id.clone(),
         };
         self.hub.publish(&key, session, source);
+    }
+
+    /// The subaccount must be one the operator configured, and (with
+    /// `--callers-file`) one the caller holds.
+    fn admit(&self, caller: Option<&Caller>, subaccount: &str) -> Result<(), Status> {
+        if let Some(configured) = &self.configured
+            && !configured.contains(subaccount)
+        {
+            return Err(status::subaccount_not_configured(subaccount));
+        }
+        match caller {
+            Some(caller) if !caller.may_use(subaccount) => {
+                Err(status::subaccount_not_allowed(&caller.name, subaccount))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn default_subaccount(&self) -> Option<&str> {
@@ -80,7 +102,7 @@ impl VerificationApi {
         caller: Option<&Caller>,
     ) -> Result<pb::StartVerificationResponse, Status> {
         let (subaccount, body) = validate::start_request(&request, self.default_subaccount())?;
-        authorize(caller, &subaccount)?;
+        self.admit(caller, &subaccount)?;
         let key = (!request.request_id.is_empty())
             .then(|| format!("{subaccount}/{}", request.request_id));
         if let Some(key) = &key {
@@ -200,7 +222,7 @@ impl VerificationApi {
             &request.session_id,
             self.default_subaccount(),
         )?;
-        authorize(caller, &subaccount)?;
+        self.admit(caller, &subaccount)?;
         let session = self
             .upstream
             .get_session(
@@ -223,7 +245,7 @@ impl VerificationApi {
         caller: Option<&Caller>,
     ) -> Result<pb::CheckCodeResponse, Status> {
         let subaccount = validate::check_code_request(&request, self.default_subaccount())?;
-        authorize(caller, &subaccount)?;
+        self.admit(caller, &subaccount)?;
         self.protection
             .admit_check(&subaccount, &request.session_id)
             .await
@@ -251,7 +273,7 @@ impl VerificationApi {
         caller: Option<&Caller>,
     ) -> Result<WatchStream, Status> {
         let subaccount = validate::watch_request(&request, self.default_subaccount())?;
-        authorize(caller, &subaccount)?;
+        self.admit(caller, &subaccount)?;
         let heartbeat = request
             .heartbeat_interval
             .and_then(|d| Duration::try_from(d).ok());
@@ -278,23 +300,13 @@ impl VerificationApi {
     ) -> Result<pb::CheckSmaCoverageResponse, Status> {
         let (subaccount, body) =
             validate::sma_coverage_request(&request, self.default_subaccount())?;
-        authorize(caller, &subaccount)?;
+        self.admit(caller, &subaccount)?;
         let available = self
             .upstream
             .sma_coverage(&subaccount, &body, CallPolicy::retried(deadline))
             .await
             .map_err(|e| status::from_upstream(&e, None))?;
         Ok(pb::CheckSmaCoverageResponse { available })
-    }
-}
-
-/// With `--callers-file`, the caller must hold the subaccount it names.
-fn authorize(caller: Option<&Caller>, subaccount: &str) -> Result<(), Status> {
-    match caller {
-        Some(caller) if !caller.may_use(subaccount) => {
-            Err(status::subaccount_not_allowed(&caller.name, subaccount))
-        }
-        _ => Ok(()),
     }
 }
 

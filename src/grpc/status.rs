@@ -142,6 +142,22 @@ pub fn scope_not_granted(caller: &str, scope: &str) -> Status {
     )
 }
 
+/// A subaccount the operator didn't configure: refused before it gets any
+/// state here, so made-up names can't grow the replica.
+pub fn subaccount_not_configured(subaccount: &str) -> Status {
+    crate::telemetry::metrics::refused("SUBACCOUNT_NOT_CONFIGURED");
+    let metadata = HashMap::from([("subaccount_id".to_owned(), subaccount.to_owned())]);
+    error(
+        Code::PermissionDenied,
+        "SUBACCOUNT_NOT_CONFIGURED",
+        format!(
+            "subaccount {subaccount} is not configured here (--subaccount, --api-key-file or --callers-file)"
+        ),
+        metadata,
+        None,
+    )
+}
+
 /// The caller is known but not allowed this subaccount.
 pub fn subaccount_not_allowed(caller: &str, subaccount: &str) -> Status {
     crate::telemetry::metrics::refused("SUBACCOUNT_NOT_ALLOWED");
