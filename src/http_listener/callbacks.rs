@@ -5,15 +5,13 @@
 //! so the body is never read. With Redis the tokens are kept there too, so
 //! the hint may reach any replica.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
-use tokio::time::Instant;
 use url::Url;
 
 use crate::cluster::Cluster;
@@ -21,11 +19,12 @@ use crate::watch::{Hub, SessionKey};
 
 /// Tokens outlive the session's longest possible validity (7200 s) plus a margin.
 const TOKEN_TTL: Duration = Duration::from_secs(7200 + 600);
-const MAX_TOKENS: usize = 200_000;
+const MAX_TOKENS: u64 = 200_000;
 
 pub struct CallbackTokens {
     public_url: Url,
-    sessions: Mutex<HashMap<String, (SessionKey, Instant)>>,
+    /// Bounded; the least used go first when full.
+    sessions: moka::sync::Cache<String, SessionKey>,
     cluster: Option<Arc<Cluster>>,
 }
 
@@ -33,7 +32,10 @@ impl CallbackTokens {
     pub fn new(public_url: Url, cluster: Option<Arc<Cluster>>) -> Self {
         CallbackTokens {
             public_url,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: moka::sync::Cache::builder()
+                .max_capacity(MAX_TOKENS)
+                .time_to_live(TOKEN_TTL)
+                .build(),
             cluster,
         }
     }
@@ -56,26 +58,12 @@ impl CallbackTokens {
                 tracing::debug!(%error, "callback token kept on this replica only");
             }
         }
-        let now = Instant::now();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if sessions.len() >= MAX_TOKENS {
-            sessions.retain(|_, (_, expires)| *expires > now);
-        }
-        if sessions.len() < MAX_TOKENS {
-            sessions.insert(token, (key, now + TOKEN_TTL));
-        }
+        self.sessions.insert(token, key);
     }
 
     async fn resolve(&self, token: &str) -> Option<SessionKey> {
-        let local = {
-            let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            sessions
-                .get(token)
-                .filter(|(_, expires)| *expires > Instant::now())
-                .map(|(key, _)| key.clone())
-        };
-        if local.is_some() {
-            return local;
+        if let Some(key) = self.sessions.get(token) {
+            return Some(key);
         }
         let stored = self.cluster.as_ref()?.get(&redis_key(token)).await.ok()??;
         let text = String::from_utf8(stored).ok()?;

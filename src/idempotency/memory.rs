@@ -1,73 +1,53 @@
-//! The in-memory store: bounded, entries live for a TTL.
+//! The in-memory store: answers in a bounded cache (the least recently used
+//! go first, and none outlives the TTL); claims in flight apart, since
+//! evicting one could let a duplicate send a second SMS. Those are bounded
+//! by the starts running at once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use moka::policy::EvictionPolicy;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{Claim, IdempotencyStore};
 
 #[derive(Clone)]
-enum State {
-    InFlight,
-    Done(Arc<Vec<u8>>),
+struct Answer {
+    fingerprint: [u8; 32],
+    encoded: Arc<Vec<u8>>,
+    /// On tokio's clock (the cache's own TTL is a backstop on the system's).
+    expires: Instant,
 }
 
-struct Slot {
+struct InFlight {
     fingerprint: [u8; 32],
-    state: watch::Sender<State>,
-    expires: Instant,
+    /// Dropped (waking the duplicates) when the first call ends.
+    done: watch::Sender<()>,
 }
 
 pub struct MemoryStore {
     ttl: Duration,
-    capacity: usize,
-    inner: Mutex<Inner>,
-}
-
-#[derive(Default)]
-struct Inner {
-    slots: HashMap<String, Slot>,
-    /// Keys oldest first, for eviction when full.
-    order: VecDeque<String>,
+    answers: moka::sync::Cache<String, Answer>,
+    in_flight: Mutex<HashMap<String, InFlight>>,
 }
 
 impl MemoryStore {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         MemoryStore {
             ttl,
-            capacity: capacity.max(1),
-            inner: Mutex::new(Inner::default()),
+            answers: moka::sync::Cache::builder()
+                .max_capacity(capacity.max(1) as u64)
+                .eviction_policy(EvictionPolicy::lru())
+                .time_to_live(ttl.max(Duration::from_secs(1)))
+                .build(),
+            in_flight: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Inner {
-    /// Makes room by dropping the oldest answered entries (in-flight ones stay).
-    fn evict_for_one_more(&mut self, capacity: usize) {
-        let mut kept = VecDeque::new();
-        while self.slots.len() >= capacity {
-            let Some(key) = self.order.pop_front() else {
-                break;
-            };
-            match self.slots.get(&key) {
-                Some(slot) if matches!(*slot.state.borrow(), State::InFlight) => {
-                    kept.push_back(key)
-                }
-                _ => {
-                    self.slots.remove(&key);
-                }
-            }
-        }
-        while let Some(key) = kept.pop_back() {
-            self.order.push_front(key);
-        }
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, InFlight>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -76,50 +56,45 @@ impl IdempotencyStore for MemoryStore {
     async fn claim(&self, key: &str, fingerprint: [u8; 32]) -> Claim {
         loop {
             let mut waiting = {
-                let mut inner = self.lock();
-                let now = Instant::now();
-                let live = inner.slots.get(key).filter(|slot| slot.expires > now);
-                match live {
-                    Some(slot) if slot.fingerprint != fingerprint => return Claim::Mismatch,
-                    Some(slot) => match &*slot.state.borrow() {
-                        State::Done(answer) => return Claim::Replay(answer.as_ref().clone()),
-                        State::InFlight => slot.state.subscribe(),
-                    },
-                    None => {
-                        inner.slots.remove(key);
-                        inner.order.retain(|k| k != key);
-                        inner.evict_for_one_more(self.capacity);
-                        let slot = Slot {
-                            fingerprint,
-                            state: watch::channel(State::InFlight).0,
-                            expires: now + self.ttl,
-                        };
-                        inner.slots.insert(key.to_owned(), slot);
-                        inner.order.push_back(key.to_owned());
-                        return Claim::Proceed;
+                let mut in_flight = self.in_flight();
+                if let Some(first) = in_flight.get(key) {
+                    if first.fingerprint != fingerprint {
+                        return Claim::Mismatch;
+                    }
+                    first.done.subscribe()
+                } else {
+                    match self.answers.get(key).filter(|a| a.expires > Instant::now()) {
+                        Some(answer) if answer.fingerprint != fingerprint => {
+                            return Claim::Mismatch;
+                        }
+                        Some(answer) => return Claim::Replay(answer.encoded.as_ref().clone()),
+                        None => {
+                            let done = watch::channel(()).0;
+                            in_flight.insert(key.to_owned(), InFlight { fingerprint, done });
+                            return Claim::Proceed;
+                        }
                     }
                 }
             };
-            // The first request is in flight: wait for its answer, or for
-            // its claim to be dropped (then claim again).
+            // The first request is in flight: wait until it ends, then look again.
             let _ = waiting.changed().await;
         }
     }
 
     async fn finish(&self, key: &str, answer: Option<Vec<u8>>) {
-        let mut inner = self.lock();
-        match answer {
-            Some(answer) => {
-                if let Some(slot) = inner.slots.get(key) {
-                    slot.state.send_replace(State::Done(Arc::new(answer)));
-                }
-            }
-            None => {
-                // Dropping the sender wakes the waiters, which claim again.
-                inner.slots.remove(key);
-                inner.order.retain(|k| k != key);
-            }
+        let mut in_flight = self.in_flight();
+        let Some(first) = in_flight.remove(key) else {
+            return;
+        };
+        if let Some(encoded) = answer {
+            let answer = Answer {
+                fingerprint: first.fingerprint,
+                encoded: Arc::new(encoded),
+                expires: Instant::now() + self.ttl,
+            };
+            self.answers.insert(key.to_owned(), answer);
         }
+        // Dropping `first.done` here, after the answer is stored, wakes the duplicates.
     }
 }
 
@@ -182,7 +157,8 @@ mod tests {
             store.claim(key, A).await;
             store.finish(key, Some(key.as_bytes().to_vec())).await;
         }
-        assert_eq!(store.lock().slots.len(), 3);
+        store.answers.run_pending_tasks();
+        assert_eq!(store.answers.entry_count(), 3);
         // "a" was evicted: it can be claimed afresh, even with another payload.
         assert_eq!(store.claim("a", B).await, Claim::Proceed);
         assert_eq!(store.claim("d", A).await, Claim::Replay(b"d".to_vec()));
