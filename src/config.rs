@@ -11,6 +11,8 @@ use url::Url;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
 use crate::auth::Callers;
 use crate::protection::{
     CountryRules, DEFAULT_DESTINATION_LIMIT, LimitKey, ProtectionConfig, Rate, SendLimit,
@@ -179,6 +181,20 @@ pub struct ServeArgs {
     )]
     pub allow_countries: Vec<String>,
 
+    /// PEM certificate chain: serve gRPC over TLS (plaintext by default,
+    /// for a sidecar that terminates TLS).
+    #[arg(long, env = "VERIF8_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "VERIF8_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificates: callers must present a client certificate they
+    /// signed (mTLS).
+    #[arg(long, env = "VERIF8_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// Redis shared by several replicas, e.g. redis://127.0.0.1:6379/0
     /// (rediss:// for TLS): idempotency, one poller per watched session,
     /// callback hints and the poll budget across all of them. Unset, each
@@ -277,6 +293,21 @@ impl ServeArgs {
             shadow: self.limits_shadow,
             countries: Arc::new(CountryRules::parse(&self.allow_countries)?),
         })
+    }
+
+    /// TLS for the gRPC listener, from the PEM files.
+    pub fn tls(&self) -> Result<Option<ServerTlsConfig>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
+        };
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+        if let Some(ca) = &self.tls_client_ca {
+            tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+        }
+        Ok(Some(tls))
     }
 
     /// The callers file, read and checked; `real_account` says whether a

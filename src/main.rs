@@ -53,6 +53,7 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
     let real_account = matches!(choice, UpstreamChoice::Remote { .. });
     let callers = args.callers(real_account)?.map(Arc::new);
     let protection = args.protection()?;
+    let tls = args.tls()?;
     let (upstream, sandbox, default_subaccount) = match choice {
         UpstreamChoice::EmbeddedSandbox => {
             let api_key = uuid::Uuid::new_v4().simple().to_string();
@@ -133,6 +134,7 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
         callers,
         cluster,
         protection,
+        tls,
     };
     server::serve(listener, http, options, shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -40,6 +40,8 @@ pub struct ServerOptions {
     pub idempotency: Arc<dyn IdempotencyStore>,
     /// Send limits, failed-check limit, countries.
     pub protection: ProtectionConfig,
+    /// Set with `--tls-cert`/`--tls-key` (and `--tls-client-ca` for mTLS).
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// Set with `--callers-file`: who may call, with which subaccounts and scopes.
     pub callers: Option<Arc<Callers>>,
     /// Set with `--redis-url`: what replicas share.
@@ -142,7 +144,7 @@ pub async fn serve(
         tokio::spawn(http_listener::serve(listener, router, stopping.clone()))
     });
 
-    let router = transport::server(options.max_in_flight, options.callers)
+    let router = transport::server(options.max_in_flight, options.callers, options.tls)?
         .add_service(
             VerificationServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES),
         )

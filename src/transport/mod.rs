@@ -1,6 +1,6 @@
 //! How gRPC is served: tonic's server with the HTTP/2 settings chosen for a
-//! service behind a mesh or load balancer, on connections that passed the
-//! preface deadline.
+//! service behind a mesh or load balancer, optionally over TLS (rustls), on
+//! connections that sent their first bytes before the deadline.
 
 pub mod accept;
 mod preface;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::{Router, TcpIncoming};
 use tower::layer::util::{Identity, Stack};
 
@@ -40,8 +41,13 @@ pub type Layers = Stack<InFlightLimitLayer, Stack<AuthenticateLayer, Stack<RpcLo
 pub fn server(
     max_in_flight: usize,
     callers: Option<Arc<Callers>>,
-) -> tonic::transport::Server<Layers> {
-    tonic::transport::Server::builder()
+    tls: Option<ServerTlsConfig>,
+) -> Result<tonic::transport::Server<Layers>, tonic::transport::Error> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    Ok(builder
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
@@ -54,7 +60,7 @@ pub fn server(
         // unauthenticated call takes no in-flight slot.
         .layer(RpcLogLayer)
         .layer(AuthenticateLayer::new(callers))
-        .layer(InFlightLimitLayer::new(max_in_flight))
+        .layer(InFlightLimitLayer::new(max_in_flight)))
 }
 
 /// Serves `router` on `listener` until `stopping`; then stops accepting at

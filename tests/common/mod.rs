@@ -99,6 +99,7 @@ pub fn facade_options(upstream_url: &str, api_key: &str) -> ServerOptions {
         callers: None,
         cluster: None,
         protection: Default::default(),
+        tls: None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tonic::Code;
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
 use super::{BoxFuture, CallerName, method_of};
@@ -51,10 +51,7 @@ where
         };
         let mut finished = Finished {
             method,
-            peer: request
-                .extensions()
-                .get::<TcpConnectInfo>()
-                .and_then(TcpConnectInfo::remote_addr),
+            peer: peer_of(request.extensions()),
             started: Instant::now(),
             caller: None,
             logged: false,
@@ -76,6 +73,18 @@ where
             answer
         })
     }
+}
+
+/// The caller's address, over plain TCP or TLS.
+fn peer_of(extensions: &http::Extensions) -> Option<SocketAddr> {
+    extensions
+        .get::<TcpConnectInfo>()
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .map(TlsConnectInfo::get_ref)
+        })
+        .and_then(TcpConnectInfo::remote_addr)
 }
 
 /// An error's code is in the response head (trailers-only); a response
