@@ -124,6 +124,15 @@ pub struct ServeArgs {
     #[arg(long, env = "VERIF8_MAX_WATCH_STREAMS", default_value_t = 100_000)]
     pub max_watch_streams: usize,
 
+    /// WatchSession streams one --callers-file caller may hold open; more
+    /// get RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "VERIF8_MAX_WATCH_STREAMS_PER_CALLER",
+        default_value_t = 10_000
+    )]
+    pub max_watch_streams_per_caller: usize,
+
     /// Unary RPCs handled at once; beyond it calls are shed with RESOURCE_EXHAUSTED
     /// (reason OVERLOADED) instead of queueing.
     #[arg(long, env = "VERIF8_MAX_IN_FLIGHT", default_value_t = 1024)]

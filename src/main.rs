@@ -129,6 +129,7 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
         public_url: args.public_url.clone(),
         sandbox,
         max_in_flight: args.max_in_flight,
+        max_watch_streams_per_caller: args.max_watch_streams_per_caller,
         shutdown_grace: args.shutdown_grace,
         idempotency,
         callers,

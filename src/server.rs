@@ -12,7 +12,7 @@ use url::Url;
 
 use crate::auth::Callers;
 use crate::cluster::{Cluster, Messages};
-use crate::grpc::{SandboxApi, VerificationApi};
+use crate::grpc::{Guards, SandboxApi, VerificationApi};
 use crate::http_listener::{self, callbacks::CallbackTokens};
 use crate::idempotency::IdempotencyStore;
 use crate::pb;
@@ -32,6 +32,8 @@ pub struct ServerOptions {
     pub public_url: Option<Url>,
     /// Set when the upstream is the embedded sandbox: SandboxService reads its outbox.
     pub sandbox: Option<Arc<RunningSandbox>>,
+    /// WatchSession streams one `--callers-file` caller may hold open.
+    pub max_watch_streams_per_caller: usize,
     /// RPCs handled at once; more are shed with RESOURCE_EXHAUSTED.
     pub max_in_flight: usize,
     /// How long in-flight calls may finish after a shutdown signal.
@@ -74,8 +76,11 @@ pub async fn serve(
         hub.clone(),
         callbacks.clone(),
         options.idempotency,
-        Arc::new(Protection::new(options.protection, cluster.clone())),
-        configured,
+        Guards {
+            protection: Arc::new(Protection::new(options.protection, cluster.clone())),
+            configured_subaccounts: configured,
+            max_watch_streams_per_caller: options.max_watch_streams_per_caller,
+        },
     );
 
     let (health, health_service) = tonic_health::server::health_reporter();

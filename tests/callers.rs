@@ -6,50 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{SUBACCOUNT, pb, reason};
-use sha2::{Digest, Sha256};
+use common::callers::{FULL, READER, callers, start, with_token};
+use common::{pb, reason};
 use tonic::Code;
-use tonic::metadata::MetadataValue;
-use verif8_grpc::auth::Callers;
-
-const FULL: &str = "token-of-billing";
-const READER: &str = "token-of-dashboard";
-
-fn callers() -> Callers {
-    let hash = |token: &str| hex::encode(Sha256::digest(token.as_bytes()));
-    Callers::parse(&format!(
-        r#"
-[[caller]]
-name = "billing"
-token_sha256 = "{}"
-subaccounts = ["{SUBACCOUNT}"]
-scopes = ["start", "check", "read"]
-
-[[caller]]
-name = "dashboard"
-token_sha256 = "{}"
-subaccounts = ["{SUBACCOUNT}", "other_verif8"]
-scopes = ["read"]
-"#,
-        hash(FULL),
-        hash(READER)
-    ))
-    .unwrap()
-}
-
-fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    let value = MetadataValue::try_from(format!("Bearer {token}")).unwrap();
-    request.metadata_mut().insert("authorization", value);
-    request
-}
-
-fn start(destination: &str) -> pb::StartVerificationRequest {
-    pb::StartVerificationRequest {
-        destination: destination.into(),
-        ..Default::default()
-    }
-}
 
 #[tokio::test]
 async fn calls_need_a_known_token_the_scope_and_the_subaccount() {

@@ -12,7 +12,8 @@ pub mod status;
 mod validate;
 #[cfg(test)]
 mod validate_props;
+mod watch_quota;
 mod watch_stream;
 
 pub use sandbox_service::SandboxApi;
-pub use service::VerificationApi;
+pub use service::{Guards, VerificationApi};

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::layers::InFlightSlot;
 use super::resend_hints::ResendHints;
+use super::watch_quota::WatchQuota;
 use super::{convert, deadline, status, validate, watch_stream};
 use crate::auth::Caller;
 use crate::http_listener::callbacks::CallbackTokens;
@@ -22,6 +23,14 @@ use crate::protection::Protection;
 use crate::telemetry::metrics;
 use crate::upstream::{CallPolicy, Channel, SessionInfo, SessionStatus, UpstreamClient};
 use crate::watch::{Hub, SessionKey, Source};
+
+/// What protects the account, decided before anything reaches 8x8.
+pub struct Guards {
+    pub protection: Arc<Protection>,
+    /// Subaccounts the operator named; empty: any (8x8 decides).
+    pub configured_subaccounts: HashSet<String>,
+    pub max_watch_streams_per_caller: usize,
+}
 
 #[derive(Clone)]
 pub struct VerificationApi {
@@ -36,6 +45,7 @@ pub struct VerificationApi {
     /// Subaccounts the operator named (keys file, default, callers); when
     /// any are named, no other gets state or reaches 8x8 through us.
     configured: Option<HashSet<String>>,
+    watch_quota: Arc<WatchQuota>,
 }
 
 impl VerificationApi {
@@ -45,9 +55,9 @@ impl VerificationApi {
         hub: Hub,
         callbacks: Option<Arc<CallbackTokens>>,
         idempotency: Arc<dyn IdempotencyStore>,
-        protection: Arc<Protection>,
-        configured: HashSet<String>,
+        guards: Guards,
     ) -> Arc<Self> {
+        let configured = guards.configured_subaccounts;
         Arc::new(VerificationApi {
             upstream,
             default_subaccount,
@@ -55,8 +65,9 @@ impl VerificationApi {
             hub,
             callbacks,
             idempotency,
-            protection,
+            protection: guards.protection,
             configured: (!configured.is_empty()).then_some(configured),
+            watch_quota: WatchQuota::new(guards.max_watch_streams_per_caller),
         })
     }
 
@@ -267,16 +278,28 @@ impl VerificationApi {
         })
     }
 
+    /// `who`: the caller's name, or else its address, for its turns at the
+    /// poll budget. Only named callers have a quota of streams: behind a
+    /// sidecar every anonymous caller has the same address.
     async fn watch(
         &self,
         request: pb::WatchSessionRequest,
         caller: Option<&Caller>,
+        who: String,
     ) -> Result<WatchStream, Status> {
         let subaccount = validate::watch_request(&request, self.default_subaccount())?;
         self.admit(caller, &subaccount)?;
         let heartbeat = request
             .heartbeat_interval
             .and_then(|d| Duration::try_from(d).ok());
+        let quota = match caller {
+            Some(caller) => Some(
+                self.watch_quota
+                    .admit(caller.name.clone())
+                    .ok_or_else(status::caller_watch_quota_reached)?,
+            ),
+            None => None,
+        };
         let slot = self
             .hub
             .admit()
@@ -285,10 +308,14 @@ impl VerificationApi {
             subaccount: subaccount.clone(),
             session_id: request.session_id,
         };
-        let mut state = self.hub.subscribe(key);
+        let mut state = self.hub.subscribe(key, &who);
         let snapshot = watch_stream::first_observation(&mut state).await?;
         Ok(Box::pin(watch_stream::stream(
-            state, snapshot, subaccount, heartbeat, slot,
+            state,
+            snapshot,
+            subaccount,
+            heartbeat,
+            (slot, quota),
         )))
     }
 
@@ -383,7 +410,14 @@ impl VerificationService for Arc<VerificationApi> {
         request: Request<pb::WatchSessionRequest>,
     ) -> Result<Response<Self::WatchSessionStream>, Status> {
         let caller = caller_of(&request);
-        let stream = self.watch(request.into_inner(), caller.as_deref()).await?;
+        let who = match (&caller, request.remote_addr()) {
+            (Some(caller), _) => caller.name.clone(),
+            (None, Some(peer)) => peer.ip().to_string(),
+            (None, None) => String::new(),
+        };
+        let stream = self
+            .watch(request.into_inner(), caller.as_deref(), who)
+            .await?;
         Ok(Response::new(stream))
     }
 }

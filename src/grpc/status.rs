@@ -238,6 +238,17 @@ pub fn too_many_watch_streams() -> Status {
     )
 }
 
+/// The caller holds `--max-watch-streams-per-caller` streams already.
+pub fn caller_watch_quota_reached() -> Status {
+    crate::telemetry::metrics::refused("CALLER_WATCH_STREAMS_EXHAUSTED");
+    error_without_metadata(
+        Code::ResourceExhausted,
+        "CALLER_WATCH_STREAMS_EXHAUSTED",
+        "this caller holds as many WatchSession streams as it may; close one first",
+        Some(Duration::from_secs(1)),
+    )
+}
+
 /// Shed load: too many RPCs in flight on this replica.
 pub fn overloaded() -> Status {
     error_without_metadata(

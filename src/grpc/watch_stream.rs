@@ -8,6 +8,7 @@ use futures_util::Stream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tonic::{Code, Status};
 
+use super::watch_quota::QuotaSlot;
 use super::{convert, status};
 use crate::pb::v1 as pb;
 use crate::telemetry::metrics;
@@ -42,7 +43,8 @@ struct Watcher {
     messages_sent: u64,
     /// How the stream ended; None while open, and when the client left.
     ended: Option<&'static str>,
-    _slot: OwnedSemaphorePermit,
+    /// The replica's stream slot and the caller's quota place.
+    _slots: (OwnedSemaphorePermit, Option<QuotaSlot>),
     _counted: metrics::WatchStreamGuard,
 }
 
@@ -51,7 +53,7 @@ pub fn stream(
     snapshot: std::sync::Arc<Observation>,
     subaccount: String,
     heartbeat: Option<Duration>,
-    slot: OwnedSemaphorePermit,
+    slots: (OwnedSemaphorePermit, Option<QuotaSlot>),
 ) -> impl Stream<Item = Result<pb::WatchSessionResponse, Status>> + Send + 'static {
     let watcher = Watcher {
         state,
@@ -62,7 +64,7 @@ pub fn stream(
         opened: std::time::Instant::now(),
         messages_sent: 0,
         ended: None,
-        _slot: slot,
+        _slots: slots,
         _counted: metrics::WatchStreamGuard::open(),
     };
     let first = Some(snapshot);

@@ -34,14 +34,25 @@ pub struct PollBudget {
 
 #[derive(Default)]
 struct Queue {
-    waiting: Mutex<BinaryHeap<Waiter>>,
+    waiting: Mutex<Waiting>,
     arrived: Notify,
+}
+
+#[derive(Default)]
+struct Waiting {
+    heap: BinaryHeap<Waiter>,
+    /// Waiters queued per caller, for fair turns between callers.
+    per_caller: HashMap<String, u64>,
 }
 
 struct Waiter {
     priority: Priority,
-    /// Arrival order within a priority.
+    /// How many of its caller's waiters were ahead of it when it came: one
+    /// caller's thousand reads don't push another caller's one behind them.
+    rank: u64,
+    /// Arrival order within a priority and rank.
     ticket: u64,
+    caller: String,
     grant: oneshot::Sender<()>,
 }
 
@@ -56,15 +67,21 @@ impl PollBudget {
         }
     }
 
-    /// Waits for this subaccount's next poll grant.
-    pub async fn acquire(&self, subaccount: &str, priority: Priority) {
+    /// Waits for this subaccount's next poll grant; `caller` (who asked for
+    /// the watch) gets fair turns with the other callers.
+    pub async fn acquire(&self, subaccount: &str, priority: Priority, caller: &str) {
         let queue = self.queue(subaccount);
         let (grant, granted) = oneshot::channel();
         {
             let mut waiting = queue.waiting.lock().unwrap_or_else(|e| e.into_inner());
-            waiting.push(Waiter {
+            let queued = waiting.per_caller.entry(caller.to_owned()).or_default();
+            let rank = *queued;
+            *queued += 1;
+            waiting.heap.push(Waiter {
                 priority,
+                rank,
                 ticket: next_ticket(),
+                caller: caller.to_owned(),
                 grant,
             });
         }
@@ -120,11 +137,15 @@ impl Ticker {
     }
 
     fn pop(&self) -> Option<Waiter> {
-        self.queue
-            .waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
+        let mut waiting = self.queue.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let waiter = waiting.heap.pop()?;
+        if let Some(queued) = waiting.per_caller.get_mut(&waiter.caller) {
+            *queued -= 1;
+            if *queued == 0 {
+                waiting.per_caller.remove(&waiter.caller);
+            }
+        }
+        Some(waiter)
     }
 
     /// Waits for the cluster's next grant; false without Redis (or while it
@@ -149,12 +170,14 @@ fn next_ticket() -> u64 {
     TICKETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-// BinaryHeap pops the greatest: Prompt before Routine, then the earliest ticket.
+// BinaryHeap pops the greatest: Prompt before Routine, then the lowest rank
+// (fair turns between callers), then the earliest ticket.
 impl Ord for Waiter {
     fn cmp(&self, other: &Self) -> Ordering {
         other
             .priority
             .cmp(&self.priority)
+            .then(other.rank.cmp(&self.rank))
             .then(other.ticket.cmp(&self.ticket))
     }
 }
@@ -187,7 +210,7 @@ mod tests {
     ) -> tokio::task::JoinHandle<Duration> {
         let budget = budget.clone();
         tokio::spawn(async move {
-            budget.acquire(subaccount, priority).await;
+            budget.acquire(subaccount, priority, "caller").await;
             start.elapsed()
         })
     }
@@ -225,6 +248,32 @@ mod tests {
         // The first routine poll was already granted at 0; the prompt one is next.
         assert_eq!(prompt_at, 100);
         assert_eq!(routine_at, [0, 200, 300]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_callers_backlog_does_not_hold_up_another() {
+        let budget = Arc::new(PollBudget::new(10.0, None));
+        let start = Instant::now();
+        let mut flood = Vec::new();
+        for _ in 0..20 {
+            let budget = budget.clone();
+            flood.push(tokio::spawn(async move {
+                budget.acquire("a", Priority::Prompt, "flooder").await;
+            }));
+        }
+        tokio::task::yield_now().await;
+        let honest = {
+            let budget = budget.clone();
+            tokio::spawn(async move {
+                budget.acquire("a", Priority::Prompt, "honest").await;
+                start.elapsed()
+            })
+        };
+        // Behind at most the flooder's grant in progress and its rank-0 waiter.
+        assert!(honest.await.unwrap() <= Duration::from_millis(200));
+        for waiter in flood {
+            waiter.abort();
+        }
     }
 
     #[tokio::test(start_paused = true)]

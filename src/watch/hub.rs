@@ -50,8 +50,9 @@ impl Hub {
         self.shared.streams.clone().try_acquire_owned().ok()
     }
 
-    /// Follows a session, starting its poller if nobody watches it yet.
-    pub fn subscribe(&self, key: SessionKey) -> watch::Receiver<WatchState> {
+    /// Follows a session, starting its poller if nobody watches it yet;
+    /// `caller` (a name or an address) gets fair turns at the poll budget.
+    pub fn subscribe(&self, key: SessionKey, caller: &str) -> watch::Receiver<WatchState> {
         if self.shared.shutting_down.load(Ordering::Acquire) {
             return watch::channel(WatchState::Ended(WatchEnd::ShuttingDown)).1;
         }
@@ -59,7 +60,7 @@ impl Hub {
         if let Some(entry) = entries.get(&key) {
             return entry.state.subscribe();
         }
-        let entry = Arc::new(Entry::new());
+        let entry = Arc::new(Entry::new(caller));
         entries.insert(key.clone(), entry.clone());
         let receiver = entry.state.subscribe();
         tokio::spawn(poller::run(self.shared.clone(), key, entry));

@@ -82,7 +82,9 @@ async fn follow(shared: &Shared, key: &SessionKey, entry: &Arc<Entry>) {
             (false, Source::Poll) => Priority::Routine,
             _ => Priority::Prompt,
         };
-        let granted = shared.budget.acquire(&key.subaccount, priority);
+        let granted = shared
+            .budget
+            .acquire(&key.subaccount, priority, &entry.caller);
         tokio::pin!(granted);
         let mut lease_lost = false;
         while !lease_lost {

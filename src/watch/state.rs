@@ -106,15 +106,18 @@ pub(super) struct Entry {
     pub nudge: Notify,
     pub writes: AtomicU64,
     pub leased: AtomicBool,
+    /// Who first asked to watch it: its polls take turns with other callers'.
+    pub caller: String,
 }
 
 impl Entry {
-    pub fn new() -> Self {
+    pub fn new(caller: &str) -> Self {
         Entry {
             state: watch::Sender::new(WatchState::Pending),
             nudge: Notify::new(),
             writes: AtomicU64::new(0),
             leased: AtomicBool::new(false),
+            caller: caller.to_owned(),
         }
     }
 }

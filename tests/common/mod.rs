@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod callers;
 pub mod cluster;
 
 use std::net::SocketAddr;
@@ -90,6 +91,7 @@ pub fn facade_options(upstream_url: &str, api_key: &str) -> ServerOptions {
         public_url: None,
         sandbox: None,
         max_in_flight: 1024,
+        max_watch_streams_per_caller: 100_000,
         shutdown_grace: Duration::from_secs(5),
         // More than one, so tests cross the hand-over between threads.
         idempotency: std::sync::Arc::new(verif8_grpc::idempotency::MemoryStore::new(
