@@ -28,9 +28,14 @@ pub enum Priority {
 
 pub struct PollBudget {
     spacing: Duration,
-    queues: Mutex<HashMap<String, Arc<Queue>>>,
+    queues: Arc<Queues>,
     cluster: Option<Arc<Cluster>>,
 }
+
+type Queues = Mutex<HashMap<String, Arc<Queue>>>;
+
+/// A subaccount with no poll asked for this long loses its queue and ticker.
+const IDLE: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct Queue {
@@ -62,7 +67,7 @@ impl PollBudget {
     pub fn new(rate: f64, cluster: Option<Arc<Cluster>>) -> Self {
         PollBudget {
             spacing: Duration::from_secs_f64(1.0 / rate.max(0.001)),
-            queues: Mutex::new(HashMap::new()),
+            queues: Arc::default(),
             cluster,
         }
     }
@@ -99,6 +104,8 @@ impl PollBudget {
         queues.insert(subaccount.to_owned(), queue.clone());
         let ticker = Ticker {
             queue: queue.clone(),
+            queues: Arc::downgrade(&self.queues),
+            subaccount: subaccount.to_owned(),
             spacing: self.spacing,
             cluster: self.cluster.clone(),
             key: format!("verif8:budget:{subaccount}"),
@@ -110,6 +117,8 @@ impl PollBudget {
 
 struct Ticker {
     queue: Arc<Queue>,
+    queues: std::sync::Weak<Queues>,
+    subaccount: String,
     spacing: Duration,
     cluster: Option<Arc<Cluster>>,
     /// The subaccount's rate state in Redis.
@@ -122,7 +131,10 @@ impl Ticker {
         loop {
             let next = self.pop();
             let Some(waiter) = next else {
-                self.queue.arrived.notified().await;
+                let arrived = self.queue.arrived.notified();
+                if tokio::time::timeout(IDLE, arrived).await.is_err() && self.retire() {
+                    return;
+                }
                 continue;
             };
             if waiter.grant.is_closed() {
@@ -134,6 +146,27 @@ impl Ticker {
                 tokio::time::sleep(self.spacing).await;
             }
         }
+    }
+
+    /// Drops the idle queue, unless someone is about to wait in it (it is
+    /// handed out under the same lock, so a holder shows in the count).
+    fn retire(&self) -> bool {
+        let Some(queues) = self.queues.upgrade() else {
+            return true;
+        };
+        let mut queues = queues.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = Arc::strong_count(&self.queue) == 2
+            && self
+                .queue
+                .waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .heap
+                .is_empty();
+        if idle {
+            queues.remove(&self.subaccount);
+        }
+        idle
     }
 
     fn pop(&self) -> Option<Waiter> {
@@ -274,6 +307,18 @@ mod tests {
         for waiter in flood {
             waiter.abort();
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_subaccounts_queue_is_dropped() {
+        let budget = Arc::new(PollBudget::new(10.0, None));
+        budget.acquire("a", Priority::Prompt, "caller").await;
+        assert_eq!(budget.queues.lock().unwrap().len(), 1);
+        tokio::time::sleep(IDLE + Duration::from_secs(1)).await;
+        assert_eq!(budget.queues.lock().unwrap().len(), 0);
+        // And comes back when asked for.
+        budget.acquire("a", Priority::Prompt, "caller").await;
+        assert_eq!(budget.queues.lock().unwrap().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

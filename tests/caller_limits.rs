@@ -1,5 +1,6 @@
-//! Watch streams per caller: a quota of open streams, and a flood of watches
-//! by one caller doesn't hold up another caller's snapshot.
+//! Limits per caller: sends (`--send-limit caller=…`), a quota of open watch
+//! streams, and a flood of watches by one caller doesn't hold up another
+//! caller's snapshot.
 
 mod common;
 
@@ -105,4 +106,38 @@ async fn two_thousand_watches_on_made_up_sessions_dont_hold_up_a_real_watcher() 
     for task in flood {
         task.abort();
     }
+}
+
+#[tokio::test]
+async fn a_caller_send_limit_counts_its_sends_to_any_destination() {
+    let mut h = common::start_with(|options, _| {
+        options.callers = Some(Arc::new(callers()));
+        options.protection.send_limits = vec!["caller=2/1h".parse().unwrap()];
+    })
+    .await;
+    for destination in ["+6591234561", "+6591234562"] {
+        h.client
+            .start_verification(with_token(start(destination), FULL))
+            .await
+            .expect("within the caller's limit");
+    }
+    let refused = h
+        .client
+        .start_verification(with_token(start("+6591234563"), FULL))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert_eq!(reason(&refused), "SEND_LIMIT_REACHED");
+    let details = tonic_types::StatusExt::get_error_details(&refused);
+    assert_eq!(
+        details.quota_failure().unwrap().violations[0].subject,
+        "caller"
+    );
+    let posts = h
+        .upstream_requests()
+        .await
+        .iter()
+        .filter(|r| r["method"] == "POST")
+        .count();
+    assert_eq!(posts, 2);
 }
