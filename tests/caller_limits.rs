@@ -10,6 +10,15 @@ use common::callers::{FULL, READER, callers, start, with_token};
 use common::{pb, reason};
 use tonic::Code;
 
+async fn started_by_billing(h: &mut common::Harness) -> pb::Session {
+    let answer = h
+        .client
+        .start_verification(with_token(start("+6591234567"), FULL))
+        .await
+        .expect("billing starts a verification");
+    answer.into_inner().session.expect("a session")
+}
+
 #[tokio::test]
 async fn a_caller_holds_no_more_streams_than_its_quota() {
     let mut h = common::start_with(|options, _| {
@@ -17,14 +26,7 @@ async fn a_caller_holds_no_more_streams_than_its_quota() {
         options.max_watch_streams_per_caller = 2;
     })
     .await;
-    let session = h
-        .client
-        .start_verification(with_token(start("+6591234567"), FULL))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let session = started_by_billing(&mut h).await;
     let watch = || pb::WatchSessionRequest {
         session_id: session.session_id.clone(),
         ..Default::default()
@@ -61,14 +63,7 @@ async fn a_caller_holds_no_more_streams_than_its_quota() {
 #[tokio::test]
 async fn two_thousand_watches_on_made_up_sessions_dont_hold_up_a_real_watcher() {
     let mut h = common::start_with(|options, _| options.callers = Some(Arc::new(callers()))).await;
-    let session = h
-        .client
-        .start_verification(with_token(start("+6591234567"), FULL))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let session = started_by_billing(&mut h).await;
     // The dashboard floods: 2,000 sessions that don't exist, each needing a
     // read under the 20/s poll budget (100 s of reads).
     let mut flood = Vec::new();

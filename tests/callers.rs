@@ -101,12 +101,7 @@ async fn calls_need_a_known_token_the_scope_and_the_subaccount() {
     // One POST and one GET: the two allowed calls.
     assert_eq!(h.upstream_requests().await.len(), 2);
 
-    let metrics = reqwest::get(format!("http://{}/metrics", h.http_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     for line in [
         r#"verif8_refused_total{reason="CALLER_UNAUTHENTICATED"} 3"#,
         r#"verif8_refused_total{reason="SCOPE_NOT_GRANTED"} 2"#,

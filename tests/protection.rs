@@ -171,12 +171,7 @@ async fn channels_send_only_where_they_are_allowed() {
     .unwrap();
     assert_eq!(posts(&h).await, 2);
 
-    let metrics = reqwest::get(format!("http://{}/metrics", h.http_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     assert!(
         metrics.contains(r#"verif8_refused_total{reason="DESTINATION_COUNTRY_NOT_ALLOWED"} 1"#),
         "{metrics}"

@@ -22,6 +22,19 @@ fn start_request(destination: &str, request_id: &str) -> pb::StartVerificationRe
     }
 }
 
+/// A session started through `replica` (no request_id).
+async fn start_session(replica: &Replica, destination: &str) -> pb::Session {
+    replica
+        .client()
+        .await
+        .start_verification(start_request(destination, ""))
+        .await
+        .expect("the start succeeds")
+        .into_inner()
+        .session
+        .expect("a session")
+}
+
 async fn watch(replica: &Replica, session_id: &str) -> Streaming<pb::WatchSessionResponse> {
     let mut stream = replica
         .client()
@@ -63,11 +76,7 @@ async fn a_request_id_sends_one_sms_whichever_replicas_it_reaches() {
     let redis = RedisServer::start().await;
     // Slow enough that the duplicates arrive while the first is in flight.
     let sandbox = sandbox(Duration::from_millis(300)).await;
-    let replicas = [
-        Replica::spawn(&sandbox, &redis.url(), &[]).await,
-        Replica::spawn(&sandbox, &redis.url(), &[]).await,
-        Replica::spawn(&sandbox, &redis.url(), &[]).await,
-    ];
+    let replicas = Replica::three(&sandbox, &redis.url(), &[]).await;
     let request = start_request("+6591234567", "3f2a1c9e-0b7d-4e8a-9c61-2d5f7a8b9c0d");
     let mut calls = Vec::new();
     for replica in &replicas {
@@ -122,20 +131,8 @@ async fn a_session_watched_on_three_replicas_is_polled_by_one() {
         "--poll-max-interval",
         "200ms",
     ];
-    let replicas = [
-        Replica::spawn(&sandbox, &redis.url(), &fast).await,
-        Replica::spawn(&sandbox, &redis.url(), &fast).await,
-        Replica::spawn(&sandbox, &redis.url(), &fast).await,
-    ];
-    let session = replicas[0]
-        .client()
-        .await
-        .start_verification(start_request("+6591234567", ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let replicas = Replica::three(&sandbox, &redis.url(), &fast).await;
+    let session = start_session(&replicas[0], "+6591234567").await;
     let mut streams = Vec::new();
     for replica in &replicas {
         streams.push(watch(replica, &session.session_id).await);
@@ -218,15 +215,7 @@ async fn a_callback_hint_on_any_replica_makes_the_poller_read_at_once() {
         args.extend(["--public-url", &public]);
         replicas.push(Replica::spawn(&sandbox, &redis.url(), &args).await);
     }
-    let session = replicas[0]
-        .client()
-        .await
-        .start_verification(start_request("+6591234567", ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let session = start_session(&replicas[0], "+6591234567").await;
     let mut stream = watch(&replicas[1], &session.session_id).await;
     // The token replica 0 gave 8x8, as 8x8 would call it back.
     let start = common::cluster::upstream_requests(&sandbox).await;
@@ -261,11 +250,7 @@ async fn the_poll_budget_holds_for_all_replicas_together() {
         "--poll-budget",
         "5",
     ];
-    let replicas = [
-        Replica::spawn(&sandbox, &redis.url(), &args).await,
-        Replica::spawn(&sandbox, &redis.url(), &args).await,
-        Replica::spawn(&sandbox, &redis.url(), &args).await,
-    ];
+    let replicas = Replica::three(&sandbox, &redis.url(), &args).await;
     // Nine sessions, three watched on each replica: 90 polls/s wanted.
     let mut client = replicas[0].client().await;
     let mut streams = Vec::new();
@@ -299,15 +284,7 @@ async fn when_the_lease_holder_stops_another_replica_takes_over() {
     ];
     let mut holder = Replica::spawn(&sandbox, &redis.url(), &args).await;
     let follower = Replica::spawn(&sandbox, &redis.url(), &args).await;
-    let session = holder
-        .client()
-        .await
-        .start_verification(start_request("+6591234567", ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let session = start_session(&holder, "+6591234567").await;
     let mut on_holder = watch(&holder, &session.session_id).await;
     let mut on_follower = watch(&follower, &session.session_id).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -447,11 +424,7 @@ async fn a_send_limit_holds_for_all_replicas_together() {
     let redis = RedisServer::start().await;
     let sandbox = sandbox(Duration::ZERO).await;
     let args = ["--send-limit", "client_ip=2/10m"];
-    let replicas = [
-        Replica::spawn(&sandbox, &redis.url(), &args).await,
-        Replica::spawn(&sandbox, &redis.url(), &args).await,
-        Replica::spawn(&sandbox, &redis.url(), &args).await,
-    ];
+    let replicas = Replica::three(&sandbox, &redis.url(), &args).await;
     let mut outcomes = Vec::new();
     for (i, replica) in replicas.iter().enumerate() {
         let request = pb::StartVerificationRequest {

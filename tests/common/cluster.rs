@@ -206,6 +206,15 @@ impl Replica {
         replica
     }
 
+    /// Three replicas alike.
+    pub async fn three(sandbox: &RunningSandbox, redis_url: &str, extra: &[&str]) -> [Replica; 3] {
+        [
+            Replica::spawn(sandbox, redis_url, extra).await,
+            Replica::spawn(sandbox, redis_url, extra).await,
+            Replica::spawn(sandbox, redis_url, extra).await,
+        ]
+    }
+
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.grpc))
             .unwrap()

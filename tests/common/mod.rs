@@ -136,6 +136,19 @@ pub async fn connect(addr: SocketAddr) -> VerificationServiceClient<Channel> {
 }
 
 impl Harness {
+    /// The facade's /metrics text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.http_addr);
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Every request the sandbox received on its 8x8 routes, in order.
     pub async fn upstream_requests(&self) -> Vec<Value> {
         let url = format!("{}/_sandbox/requests", self.sandbox.base_url);
