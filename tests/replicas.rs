@@ -440,4 +440,26 @@ async fn a_send_limit_holds_for_all_replicas_together() {
     assert_eq!(refused.code(), Code::ResourceExhausted);
     assert_eq!(reason(refused), "SEND_LIMIT_REACHED");
     assert_eq!(count_requests(&sandbox, "POST", SESSIONS).await, 2);
+
+    // Counted under pseudonyms: no phone number or IP in Redis's keys.
+    let mut redis_client = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("verif8:*")
+        .query_async(&mut redis_client)
+        .await
+        .unwrap();
+    assert!(
+        keys.iter()
+            .any(|key| key.starts_with("verif8:limit:client_ip:")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .all(|key| !key.contains("659123456") && !key.contains("198.51.100.23")),
+        "{keys:?}"
+    );
 }

@@ -15,6 +15,8 @@ pub use counter::{Counter, Mode};
 pub use countries::CountryRules;
 pub use rate::Rate;
 
+use sha2::{Digest, Sha256};
+
 use crate::cluster::Cluster;
 use crate::upstream::Channel;
 
@@ -180,13 +182,15 @@ impl Protection {
         if self.config.safe_destinations.contains(destination) {
             return Ok(());
         }
-        self.check_failed(destination).await?;
+        let destination = pseudonym(destination);
+        self.check_failed(&destination).await?;
+        let client_ip = client_ip.map(pseudonym);
         let mut buckets = Vec::new();
         let mut keys = Vec::new();
         for limit in &self.config.send_limits {
             let value = match limit.key {
-                LimitKey::Destination => Some(destination),
-                LimitKey::ClientIp => client_ip,
+                LimitKey::Destination => Some(destination.as_str()),
+                LimitKey::ClientIp => client_ip.as_deref(),
                 LimitKey::Caller => caller,
             };
             if let Some(value) = value {
@@ -209,8 +213,14 @@ impl Protection {
     }
 
     /// A session started: remember where it went (in Redis too, for
-    /// CheckCode calls that reach another replica).
+    /// CheckCode calls that reach another replica). Safe destinations are
+    /// never checked, so they aren't remembered.
     pub async fn started(&self, subaccount: &str, session_id: &str, destination: &str) {
+        if self.config.safe_destinations.contains(destination) {
+            return;
+        }
+        let destination = pseudonym(destination);
+        let destination = destination.as_str();
         let key = session_key(subaccount, session_id);
         if let Some(cluster) = &self.cluster {
             let stored = cluster
@@ -239,10 +249,8 @@ impl Protection {
             destination = String::from_utf8(stored).ok();
         }
         match destination {
-            Some(destination) if !self.config.safe_destinations.contains(&destination) => {
-                self.check_failed(&destination).await
-            }
-            _ => Ok(()),
+            Some(destination) => self.check_failed(&destination).await,
+            None => Ok(()),
         }
     }
 
@@ -252,10 +260,14 @@ impl Protection {
         if verified || self.config.safe_destinations.contains(destination) {
             return;
         }
-        let bucket = [failed_bucket(destination, self.config.failed_check_limit)];
+        let bucket = [failed_bucket(
+            &pseudonym(destination),
+            self.config.failed_check_limit,
+        )];
         self.counter.count(&bucket, Mode::Add, false).await;
     }
 
+    /// `destination`: its pseudonym.
     async fn check_failed(&self, destination: &str) -> Result<(), Refusal> {
         let bucket = [failed_bucket(destination, self.config.failed_check_limit)];
         match self.counter.count(&bucket, Mode::Peek, false).await {
@@ -272,6 +284,14 @@ impl Protection {
         }
         Err(refusal)
     }
+}
+
+/// What stands for a phone number or an IP in counters and Redis keys, so
+/// neither shows there in full. Not a secret: a number can be hashed again
+/// to find its entry.
+fn pseudonym(value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    hex::encode(&digest[..16])
 }
 
 fn failed_bucket(destination: &str, rate: Rate) -> (String, Rate) {
