@@ -15,7 +15,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::auth::Callers;
 use crate::protection::{
-    CountryRules, DEFAULT_DESTINATION_LIMIT, LimitKey, ProtectionConfig, Rate, SendLimit,
+    CountryRules, DEFAULT_DESTINATION_LIMIT, LimitKey, Number, ProtectionConfig, Rate, SendLimit,
 };
 use crate::upstream::{ApiKeys, Region};
 use crate::watch::{PollSchedule, WatchConfig};
@@ -281,19 +281,19 @@ impl ServeArgs {
             send_limits.insert(0, DEFAULT_DESTINATION_LIMIT);
         }
         let mut safe_destinations = HashSet::new();
-        for number in self
+        for given in self
             .safe_destinations
             .iter()
             .map(|n| n.trim())
             .filter(|n| !n.is_empty())
         {
-            let digits = number.strip_prefix('+').unwrap_or_default();
-            if !(8..=15).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) {
+            let number = Number::parse(given, None);
+            if number.country.is_none() {
                 return Err(format!(
-                    "--safe-destinations: {number:?} is not an E.164 number like +6591234567"
+                    "--safe-destinations: {given:?} is not an international number like +6591234567"
                 ));
             }
-            safe_destinations.insert(number.to_owned());
+            safe_destinations.insert(number.e164);
         }
         Ok(ProtectionConfig {
             send_limits,

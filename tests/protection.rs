@@ -247,3 +247,26 @@ async fn ten_thousand_watches_on_made_up_subaccounts_leave_no_memory_behind() {
     let _ = child.wait();
     assert!(after < before + 1024, "RSS {before} KiB -> {after} KiB");
 }
+
+#[tokio::test]
+async fn a_number_counts_as_one_however_it_is_written() {
+    let mut h = harness(ProtectionConfig {
+        send_limits: limits(&["destination=1/10m"]),
+        countries: Arc::new(CountryRules::parse(&["sms=SG".into()]).unwrap()),
+        ..Default::default()
+    })
+    .await;
+    // National with its country: SG by the rule, and a send to +6591234567.
+    h.start(pb::StartVerificationRequest {
+        country: "SG".into(),
+        ..start("9123 4567")
+    })
+    .await
+    .expect("a national SG number passes the sms=SG rule");
+    h.advance_clock(30).await;
+    for spelling in ["+6591234567", "+65 9123-4567", "6591234567"] {
+        let refused = h.start(start(spelling)).await.unwrap_err();
+        assert_eq!(reason(&refused), "SEND_LIMIT_REACHED", "{spelling}");
+    }
+    assert_eq!(posts(&h).await, 1);
+}

@@ -19,7 +19,7 @@ use crate::http_listener::callbacks::CallbackTokens;
 use crate::idempotency::{Claim, IdempotencyStore};
 use crate::pb::v1 as pb;
 use crate::pb::v1::verification_service_server::VerificationService;
-use crate::protection::Protection;
+use crate::protection::{Number, Protection};
 use crate::telemetry::metrics;
 use crate::upstream::{CallPolicy, Channel, SessionInfo, SessionStatus, UpstreamClient};
 use crate::watch::{Hub, SessionKey, Source};
@@ -146,17 +146,18 @@ impl VerificationApi {
         let api = self.clone();
         let caller = caller.map(|caller| caller.name.clone());
         let started = tokio::spawn(async move {
+            let number = Number::parse(&body.destination, body.country.as_deref());
             let admitted = api
                 .protection
                 .admit_start(
                     body.channel.unwrap_or(Channel::Sms),
-                    &body.destination,
+                    &number,
                     body.client_ip.as_deref(),
                     caller.as_deref(),
                 )
                 .await;
             let answer = match admitted {
-                Ok(()) => api.send_start(subaccount, body, deadline).await,
+                Ok(()) => api.send_start(subaccount, body, number, deadline).await,
                 Err(refusal) => Err(status::refused(&refusal)),
             };
             if let Some(key) = key {
@@ -175,6 +176,7 @@ impl VerificationApi {
         &self,
         subaccount: String,
         mut body: crate::upstream::StartRequest,
+        number: Number,
         deadline: Option<Duration>,
     ) -> Result<pb::StartVerificationResponse, Status> {
         let hint_key = format!(
@@ -207,7 +209,7 @@ impl VerificationApi {
                 let channel = body.channel.unwrap_or(Channel::Sms);
                 metrics::started(&session.session_id, channel.as_str());
                 self.protection
-                    .started(&subaccount, &session.session_id, &body.destination)
+                    .started(&subaccount, &session.session_id, &number)
                     .await;
                 self.publish(&subaccount, &session, Source::Start);
                 Ok(pb::StartVerificationResponse {
@@ -266,12 +268,9 @@ impl VerificationApi {
             .check_code(&subaccount, &request.session_id, &request.code, deadline)
             .await
             .map_err(|e| status::from_upstream(&e, None))?;
-        self.protection
-            .checked(
-                &session.destination,
-                session.status == SessionStatus::Verified,
-            )
-            .await;
+        let verified = session.status == SessionStatus::Verified;
+        let destination = Number::parse(&session.destination, None);
+        self.protection.checked(&destination, verified).await;
         self.publish(&subaccount, &session, Source::CheckCode);
         Ok(pb::CheckCodeResponse {
             session: Some(convert::session(&subaccount, &session)),

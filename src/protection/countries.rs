@@ -1,12 +1,13 @@
-//! Where each channel may send (`--allow-countries CHANNEL=CC,CC`): the
-//! destination's country comes from libphonenumber's data (the `phonenumber`
-//! crate). A channel no rule names, and no `*` rule covers, goes anywhere.
+//! Where each channel may send (`--allow-countries CHANNEL=CC,CC`), by the
+//! destination's country as [`Number`] found it. A channel no rule names,
+//! and no `*` rule covers, goes anywhere.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use phonenumber::country::Id;
 
+use super::Number;
 use crate::upstream::Channel;
 
 #[derive(Debug, Default)]
@@ -59,15 +60,12 @@ impl CountryRules {
 
     /// None when allowed; else the destination's country (`None` inside
     /// when libphonenumber doesn't know it).
-    pub fn refuses(&self, channel: Channel, destination: &str) -> Option<Option<Id>> {
+    pub fn refuses(&self, channel: Channel, destination: &Number) -> Option<Option<Id>> {
         let allowed = self
             .allowed
             .get(channel.as_str())
             .or_else(|| self.allowed.get("*"))?;
-        let country = phonenumber::parse(None, destination)
-            .ok()
-            .and_then(|number| number.country().id());
-        match country {
+        match destination.country {
             Some(id) if allowed.contains(&id) => None,
             other => Some(other),
         }
@@ -78,6 +76,10 @@ impl CountryRules {
 mod tests {
     use super::*;
 
+    fn at(destination: &str) -> Number {
+        Number::parse(destination, None)
+    }
+
     fn rules(flags: &[&str]) -> CountryRules {
         CountryRules::parse(&flags.iter().map(|f| f.to_string()).collect::<Vec<_>>()).unwrap()
     }
@@ -85,21 +87,21 @@ mod tests {
     #[test]
     fn each_channel_goes_where_its_rule_says() {
         let rules = rules(&["sms=SG,MY", "call=sg"]);
-        assert_eq!(rules.refuses(Channel::Sms, "+6591234567"), None);
-        assert_eq!(rules.refuses(Channel::Sms, "+60123456789"), None);
+        assert_eq!(rules.refuses(Channel::Sms, &at("+6591234567")), None);
+        assert_eq!(rules.refuses(Channel::Sms, &at("+60123456789")), None);
         assert_eq!(
-            rules.refuses(Channel::Call, "+60123456789"),
+            rules.refuses(Channel::Call, &at("+60123456789")),
             Some(Some(Id::MY))
         );
         // No rule for WhatsApp: anywhere.
-        assert_eq!(rules.refuses(Channel::Whatsapp, "+442071838750"), None);
+        assert_eq!(rules.refuses(Channel::Whatsapp, &at("+442071838750")), None);
         // +1 is shared: libphonenumber tells Canada (Toronto) from the US.
         let star = super::tests::rules(&["*=US"]);
         assert_eq!(
-            star.refuses(Channel::Sms, "+14165550123"),
+            star.refuses(Channel::Sms, &at("+14165550123")),
             Some(Some(Id::CA))
         );
-        assert_eq!(star.refuses(Channel::Sms, "+12015550123"), None);
+        assert_eq!(star.refuses(Channel::Sms, &at("+12015550123")), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod counter;
 mod countries;
+mod number;
 mod rate;
 
 use std::collections::HashSet;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 pub use counter::{Counter, Mode};
 pub use countries::CountryRules;
+pub use number::Number;
 pub use rate::Rate;
 
 use sha2::{Digest, Sha256};
@@ -82,7 +84,8 @@ pub const DEFAULT_DESTINATION_LIMIT: SendLimit = SendLimit {
 pub struct ProtectionConfig {
     pub send_limits: Vec<SendLimit>,
     pub failed_check_limit: Rate,
-    /// E.164 numbers no limit applies to (test phones, monitoring).
+    /// Numbers no limit applies to (test phones, monitoring), in E.164 as
+    /// [`Number`] writes it.
     pub safe_destinations: HashSet<String>,
     /// Count and log, refuse nothing.
     pub shadow: bool,
@@ -169,7 +172,7 @@ impl Protection {
     pub async fn admit_start(
         &self,
         channel: Channel,
-        destination: &str,
+        destination: &Number,
         client_ip: Option<&str>,
         caller: Option<&str>,
     ) -> Result<(), Refusal> {
@@ -179,10 +182,10 @@ impl Protection {
                 country: country.map(|id| id.as_ref().to_owned()),
             });
         }
-        if self.config.safe_destinations.contains(destination) {
+        if self.is_safe(destination) {
             return Ok(());
         }
-        let destination = pseudonym(destination);
+        let destination = pseudonym(&destination.e164);
         self.check_failed(&destination).await?;
         let client_ip = client_ip.map(pseudonym);
         let mut buckets = Vec::new();
@@ -215,11 +218,11 @@ impl Protection {
     /// A session started: remember where it went (in Redis too, for
     /// CheckCode calls that reach another replica). Safe destinations are
     /// never checked, so they aren't remembered.
-    pub async fn started(&self, subaccount: &str, session_id: &str, destination: &str) {
-        if self.config.safe_destinations.contains(destination) {
+    pub async fn started(&self, subaccount: &str, session_id: &str, destination: &Number) {
+        if self.is_safe(destination) {
             return;
         }
-        let destination = pseudonym(destination);
+        let destination = pseudonym(&destination.e164);
         let destination = destination.as_str();
         let key = session_key(subaccount, session_id);
         if let Some(cluster) = &self.cluster {
@@ -256,15 +259,19 @@ impl Protection {
 
     /// After a CheckCode: a wrong code counts against its destination,
     /// whichever session (re-send) it was for.
-    pub async fn checked(&self, destination: &str, verified: bool) {
-        if verified || self.config.safe_destinations.contains(destination) {
+    pub async fn checked(&self, destination: &Number, verified: bool) {
+        if verified || self.is_safe(destination) {
             return;
         }
         let bucket = [failed_bucket(
-            &pseudonym(destination),
+            &pseudonym(&destination.e164),
             self.config.failed_check_limit,
         )];
         self.counter.count(&bucket, Mode::Add, false).await;
+    }
+
+    fn is_safe(&self, destination: &Number) -> bool {
+        self.config.safe_destinations.contains(&destination.e164)
     }
 
     /// `destination`: its pseudonym.
