@@ -77,12 +77,7 @@ impl Cluster {
         &self.replica
     }
 
-    /// Whether the last ping was answered.
-    pub fn is_up(&self) -> bool {
-        *self.up.borrow()
-    }
-
-    /// Changes of [`Self::is_up`], for health reporting.
+    /// Whether Redis answers, and each change of it, for health reporting.
     pub fn up_changes(&self) -> watch::Receiver<bool> {
         self.up.subscribe()
     }
@@ -109,37 +104,6 @@ impl Cluster {
             redis::cmd("PUBLISH")
                 .arg(CHANNEL)
                 .arg(payload)
-                .query_async::<()>(&mut redis)
-                .await
-        })
-        .await?;
-        metrics::cluster_message("sent");
-        Ok(())
-    }
-
-    /// Stores `value` under `key` for `ttl` and publishes `payload`, in one
-    /// round trip, so a replica that reads the key after missing the message
-    /// still learns it.
-    pub async fn store_and_publish(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Duration,
-        payload: Vec<u8>,
-    ) -> Result<(), ClusterError> {
-        self.call(|mut redis| async move {
-            redis::pipe()
-                .atomic()
-                .cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(ttl.as_millis() as u64)
-                .ignore()
-                .cmd("PUBLISH")
-                .arg(CHANNEL)
-                .arg(payload)
-                .ignore()
                 .query_async::<()>(&mut redis)
                 .await
         })

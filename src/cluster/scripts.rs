@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::{Cluster, ClusterError};
+use super::{CHANNEL, Cluster, ClusterError};
+use crate::telemetry::metrics;
 
 /// Take the lease if nobody holds it, renew it if we do; otherwise answer
 /// with the latest value stored beside it (what the holder last saw).
@@ -34,6 +35,20 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
             return redis.call('DEL', KEYS[1])
         end
         return 0
+        ",
+    )
+});
+
+/// While someone holds the lease KEYS[1], store ARGV[1] under KEYS[2] for
+/// ARGV[2] ms and publish ARGV[4] on channel ARGV[3]; with no lease nobody
+/// watches, and nothing is stored or sent.
+static SHARE_WHILE_LEASED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+        redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+        redis.call('PUBLISH', ARGV[3], ARGV[4])
+        return 1
         ",
     )
 });
@@ -90,6 +105,37 @@ impl Cluster {
         } else {
             Lease::Follower(latest)
         })
+    }
+
+    /// Stores `value` under `latest_key` for `ttl` and publishes `payload`
+    /// to every replica, in one step, if the lease `key` is held (someone
+    /// watches); a replica that missed the message reads the key. True when
+    /// shared.
+    pub async fn share_while_leased(
+        &self,
+        key: &str,
+        latest_key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+        payload: Vec<u8>,
+    ) -> Result<bool, ClusterError> {
+        let shared: u32 = self
+            .call(|mut redis| async move {
+                SHARE_WHILE_LEASED
+                    .key(key)
+                    .key(latest_key)
+                    .arg(value)
+                    .arg(ttl.as_millis() as u64)
+                    .arg(CHANNEL)
+                    .arg(payload)
+                    .invoke_async(&mut redis)
+                    .await
+            })
+            .await?;
+        if shared == 1 {
+            metrics::cluster_message("sent");
+        }
+        Ok(shared == 1)
     }
 
     /// Gives up the lease `key` if this replica holds it.

@@ -62,7 +62,9 @@ pub(super) async fn role(cluster: &Cluster, key: &SessionKey) -> (Role, Option<O
         }
         Ok(Lease::Follower(latest)) => (
             Role::Follower,
-            latest.and_then(|bytes| serde_json::from_slice(&bytes).ok()),
+            latest
+                .and_then(|bytes| serde_json::from_slice::<Message>(&bytes).ok())
+                .and_then(|message| message.observation),
         ),
         Err(error) => {
             tracing::debug!(%error, "lease unavailable; polling locally");
@@ -78,15 +80,18 @@ pub(super) async fn release(cluster: &Cluster, key: &SessionKey) {
     }
 }
 
-/// Tells every replica what this one learnt, and keeps it for followers
-/// that missed the message or start watching later.
+/// Tells every replica watching the session what this one learnt, and
+/// keeps the message for followers that missed it or start watching later.
 pub(super) async fn share(cluster: &Cluster, key: &SessionKey, observation: &Observation) {
-    let Ok(stored) = serde_json::to_vec(observation) else {
-        return;
-    };
     let message = message(cluster, key, Some(observation.clone()));
     if let Err(error) = cluster
-        .store_and_publish(&latest_key(key), stored, LATEST_TTL, message)
+        .share_while_leased(
+            &lease_key(key),
+            &latest_key(key),
+            message.clone(),
+            LATEST_TTL,
+            message,
+        )
         .await
     {
         tracing::debug!(%error, "could not share an observation");
