@@ -54,6 +54,15 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
     let callers = args.callers(real_account)?.map(Arc::new);
     let protection = args.protection()?;
     let tls = args.tls()?;
+    // A malformed URL stops start-up here; an unreachable Redis doesn't.
+    let cluster = match args.redis_url.as_deref() {
+        Some(url) => {
+            let (cluster, messages) = Cluster::connect(url, args.redis_timeout)?;
+            tracing::info!("sharing state with other replicas through redis");
+            Some((cluster, messages))
+        }
+        None => None,
+    };
     let (upstream, sandbox, default_subaccount) = match choice {
         UpstreamChoice::EmbeddedSandbox => {
             let api_key = uuid::Uuid::new_v4().simple().to_string();
@@ -98,14 +107,6 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
             let http = TcpListener::bind(addr).await?;
             tracing::info!(listen = %http.local_addr()?, "HTTP listener (/metrics, callback hints)");
             Some(http)
-        }
-        None => None,
-    };
-    let cluster = match args.redis_url.as_deref() {
-        Some(url) => {
-            let (cluster, messages) = Cluster::connect(url, args.redis_timeout)?;
-            tracing::info!("sharing state with other replicas through redis");
-            Some((cluster, messages))
         }
         None => None,
     };
