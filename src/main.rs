@@ -11,7 +11,7 @@ use verif8_grpc::config::{Cli, Command, UpstreamChoice};
 use verif8_grpc::idempotency::{IdempotencyStore, MemoryStore, RedisStore};
 use verif8_grpc::sandbox::{Sandbox, SandboxConfig};
 use verif8_grpc::server::{self, BoxError, ServerOptions};
-use verif8_grpc::telemetry::logs;
+use verif8_grpc::telemetry::{logs, traces};
 use verif8_grpc::upstream::{ApiKeys, UpstreamConfig};
 
 /// Subaccount assumed in sandbox mode when none is configured, so a newcomer
@@ -20,7 +20,8 @@ const SANDBOX_SUBACCOUNT: &str = "sandbox_verif8";
 
 fn main() -> Result<(), BoxError> {
     let cli = Cli::parse();
-    let _flush_logs_on_exit = logs::init(cli.log_format);
+    // Read before anything starts: a variable this build can't honour stops it.
+    let traces_protocol = traces::protocol_from_env().map_err(|error| error.to_string())?;
     // An explicit worker count: tokio would otherwise read
     // TOKIO_WORKER_THREADS and panic on a malformed value.
     let workers = cli.worker_threads.unwrap_or_else(|| {
@@ -30,10 +31,27 @@ fn main() -> Result<(), BoxError> {
         .worker_threads(workers.get())
         .enable_all()
         .build()?;
-    match cli.command {
+    let (traces, traces_layer) = match traces_protocol {
+        Some(protocol) => {
+            let _inside = runtime.enter();
+            let (traces, layer) = traces::start(protocol)?;
+            (Some(traces), Some(layer))
+        }
+        None => (None, None),
+    };
+    let _flush_logs_on_exit = logs::init(cli.log_format, traces_layer);
+    if let Some(protocol) = traces_protocol {
+        tracing::info!(?protocol, "exporting traces over OTLP");
+    }
+    let outcome = match cli.command {
         Some(Command::Sandbox(args)) => runtime.block_on(run_sandbox(args)),
         None => runtime.block_on(serve(cli.serve)),
+    };
+    // The exporter's last batch goes out on the runtime, which is still up.
+    if let Some(traces) = traces {
+        traces.shutdown();
     }
+    outcome
 }
 
 async fn run_sandbox(args: verif8_grpc::config::SandboxArgs) -> Result<(), BoxError> {

@@ -9,6 +9,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::layers::InFlightSlot;
 use super::resend_hints::ResendHints;
@@ -145,28 +146,31 @@ impl VerificationApi {
         // taken until the POST ends.
         let api = self.clone();
         let caller = caller.map(|caller| caller.name.clone());
-        let started = tokio::spawn(async move {
-            let number = Number::parse(&body.destination, body.country.as_deref());
-            let admitted = api
-                .protection
-                .admit_start(
-                    body.channel.unwrap_or(Channel::Sms),
-                    &number,
-                    body.client_ip.as_deref(),
-                    caller.as_deref(),
-                )
-                .await;
-            let answer = match admitted {
-                Ok(()) => api.send_start(subaccount, body, number, deadline).await,
-                Err(refusal) => Err(status::refused(&refusal)),
-            };
-            if let Some(key) = key {
-                let encoded = answer.as_ref().ok().map(Message::encode_to_vec);
-                api.idempotency.finish(&key, encoded).await;
+        let started = tokio::spawn(
+            async move {
+                let number = Number::parse(&body.destination, body.country.as_deref());
+                let admitted = api
+                    .protection
+                    .admit_start(
+                        body.channel.unwrap_or(Channel::Sms),
+                        &number,
+                        body.client_ip.as_deref(),
+                        caller.as_deref(),
+                    )
+                    .await;
+                let answer = match admitted {
+                    Ok(()) => api.send_start(subaccount, body, number, deadline).await,
+                    Err(refusal) => Err(status::refused(&refusal)),
+                };
+                if let Some(key) = key {
+                    let encoded = answer.as_ref().ok().map(Message::encode_to_vec);
+                    api.idempotency.finish(&key, encoded).await;
+                }
+                drop(slot);
+                answer
             }
-            drop(slot);
-            answer
-        });
+            .in_current_span(),
+        );
         started
             .await
             .unwrap_or_else(|_| Err(status::internal("the start task failed")))

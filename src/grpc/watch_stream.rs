@@ -11,7 +11,7 @@ use tonic::{Code, Status};
 use super::watch_quota::QuotaSlot;
 use super::{convert, status};
 use crate::pb::v1 as pb;
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, traces};
 use crate::watch::{Observation, Source, WatchEnd, WatchState};
 
 /// Waits for the session's first state: the snapshot, or the error that ends
@@ -43,6 +43,8 @@ struct Watcher {
     messages_sent: u64,
     /// How the stream ended; None while open, and when the client left.
     ended: Option<&'static str>,
+    /// The call's server span: each message pushed is an event on it.
+    span: tracing::Span,
     /// The replica's stream slot and the caller's quota place.
     _slots: (OwnedSemaphorePermit, Option<QuotaSlot>),
     _counted: metrics::WatchStreamGuard,
@@ -64,6 +66,7 @@ pub fn stream(
         opened: std::time::Instant::now(),
         messages_sent: 0,
         ended: None,
+        span: tracing::Span::current(),
         _slots: slots,
         _counted: metrics::WatchStreamGuard::open(),
     };
@@ -127,6 +130,17 @@ impl Watcher {
             self.ended = Some("final_status");
         }
         self.messages_sent += 1;
+        tracing::info!(
+            target: traces::TARGET,
+            parent: &self.span,
+            {
+                verif8.watch.kind = kind.as_str_name(),
+                verif8.session.status = convert::status(observation.session.status).as_str_name(),
+                verif8.session.previous_status = previous.as_str_name(),
+                verif8.observation_source = observation.source.name(),
+            },
+            "session change pushed"
+        );
         let message = response(&self.subaccount, &observation, kind, previous);
         self.last_sent = Some(observation);
         message

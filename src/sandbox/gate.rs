@@ -30,13 +30,17 @@ pub async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Nex
     };
 
     let response = if is_api {
-        let entry = RecordedRequest::new(
+        let mut entry = RecordedRequest::new(
             method.to_string(),
             path.clone(),
             parts.uri.query().map(str::to_owned),
             header_text(&parts.headers, header::AUTHORIZATION),
             header_text(&parts.headers, header::CONTENT_TYPE),
             &bytes,
+        );
+        entry.traceparent = header_text(
+            &parts.headers,
+            header::HeaderName::from_static("traceparent"),
         );
         let fault = shared.with(|s| {
             s.requests.push(entry);

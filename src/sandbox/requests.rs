@@ -20,6 +20,9 @@ pub struct RecordedRequest {
     /// The body parsed as JSON; null when empty or not JSON.
     pub body: serde_json::Value,
     pub raw_body: String,
+    /// The W3C trace context the client sent, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl RecordedRequest {
@@ -39,6 +42,7 @@ impl RecordedRequest {
             content_type,
             body: serde_json::from_slice(raw).unwrap_or(serde_json::Value::Null),
             raw_body: String::from_utf8_lossy(raw).into_owned(),
+            traceparent: None,
         }
     }
 }

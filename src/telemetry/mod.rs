@@ -1,4 +1,6 @@
-//! What the service tells its operator: logs and Prometheus metrics.
+//! What the service tells its operator: logs, Prometheus metrics and
+//! OpenTelemetry traces.
 
 pub mod logs;
 pub mod metrics;
+pub mod traces;

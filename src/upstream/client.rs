@@ -13,13 +13,15 @@ use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use tokio::time::Instant;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 use url::Url;
 
 use super::config::{ApiKeys, UpstreamConfig};
 use super::error::{ApiError, UpstreamError, root_cause};
 use super::session::SessionInfo;
 use super::wire::{CoverageBody, SmaCoverageRequest, StartRequest};
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, traces};
 
 /// 8x8's answers are a few hundred bytes; anything far larger is refused
 /// rather than buffered.
@@ -294,13 +296,18 @@ impl UpstreamClient {
                 return Err(UpstreamError::Timeout);
             }
             // A body of bytes always clones.
-            let attempt = request
+            let mut attempt = request
                 .try_clone()
                 .ok_or_else(|| UpstreamError::Connect("request body not repeatable".into()))?;
+            // Each try is a client span of its own, and carries its context.
+            let span = attempt_span(endpoint, &attempt, tries - 1);
+            traces::inject(&span, attempt.headers_mut());
             // One time limit for the connection, the answer's head and its body.
-            let result = tokio::time::timeout(left, self.exchange(endpoint, attempt))
+            let result = tokio::time::timeout(left, self.exchange(endpoint, attempt, &span))
+                .instrument(span.clone())
                 .await
                 .unwrap_or(Err(UpstreamError::Timeout));
+            record_attempt(&span, &result);
             let error = match result {
                 Ok(body) => return Ok(body),
                 Err(error) if !policy.retry || tries >= MAX_TRIES => return Err(error),
@@ -322,6 +329,7 @@ impl UpstreamClient {
         &self,
         endpoint: &'static str,
         request: reqwest::Request,
+        span: &Span,
     ) -> Result<Bytes, UpstreamError> {
         let sent = std::time::Instant::now();
         let answer = self.round_trip(request).await;
@@ -331,6 +339,10 @@ impl UpstreamClient {
             sent.elapsed(),
         );
         let answer = answer?;
+        span.record("http.response.status_code", answer.status);
+        if answer.status >= 400 {
+            fail(span, answer.status.to_string().as_str());
+        }
         LAST_STATUS
             .try_with(|last| last.set(Some(answer.status)))
             .ok();
@@ -374,6 +386,72 @@ impl UpstreamClient {
             retry_after,
         })
     }
+}
+
+/// The client span of one try, per the HTTP client conventions. The URL's
+/// query (a code, for CheckCode) is never recorded.
+fn attempt_span(endpoint: &'static str, request: &reqwest::Request, resends: u32) -> Span {
+    let url = request.url();
+    let template = url_template(endpoint);
+    let span = tracing::info_span!(
+        target: traces::TARGET,
+        "upstream",
+        otel.name = %format_args!("{} {template}", request.method()),
+        otel.kind = "client",
+        otel.status_code = Empty,
+        "http.request.method" = %request.method(),
+        "server.address" = url.host_str(),
+        "server.port" = url.port_or_known_default(),
+        "url.template" = template,
+        "url.full" = Empty,
+        "http.request.resend_count" = (resends > 0).then_some(resends),
+        "http.response.status_code" = Empty,
+        "error.type" = Empty,
+        "verif8.upstream.endpoint" = endpoint,
+    );
+    if !span.is_disabled() {
+        let mut shown = url.clone();
+        if url.query().is_some() {
+            let names: Vec<String> = url
+                .query_pairs()
+                .map(|(name, _)| name.into_owned())
+                .collect();
+            shown
+                .query_pairs_mut()
+                .clear()
+                .extend_pairs(names.iter().map(|name| (name, "REDACTED")));
+        }
+        span.record("url.full", shown.as_str());
+    }
+    span
+}
+
+/// The path of each call with its variable parts named, as 8x8's spec does.
+fn url_template(endpoint: &'static str) -> &'static str {
+    match endpoint {
+        "start" => "/api/v2/subaccounts/{subAccountId}/sessions",
+        "sma_coverage" => "/api/v2/subaccounts/{subAccountId}/sma/coverage",
+        _ => "/api/v2/subaccounts/{subAccountId}/sessions/{sessionId}",
+    }
+}
+
+/// Why no answer came, as the span's `error.type` (an answer's status is
+/// recorded where it arrives).
+fn record_attempt(span: &Span, result: &Result<Bytes, UpstreamError>) {
+    let failure = match result {
+        Ok(_) | Err(UpstreamError::Api(_)) => return,
+        Err(UpstreamError::Connect(_)) => "connect",
+        Err(UpstreamError::Transport(_)) => "transport",
+        Err(UpstreamError::Timeout) => "timeout",
+        Err(UpstreamError::Malformed(_)) => "malformed_response",
+        Err(UpstreamError::NoApiKey(_)) => "no_api_key",
+    };
+    fail(span, failure);
+}
+
+fn fail(span: &Span, error_type: impl tracing::Value) {
+    span.record("error.type", error_type);
+    span.record("otel.status_code", "ERROR");
 }
 
 struct Answer {

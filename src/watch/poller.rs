@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
 
 use super::budget::Priority;
 use super::remote::{self, RENEW_EVERY, Role};
 use super::state::{Entry, Observation, SessionKey, Shared, Source, WatchEnd, WatchState, apply};
+use crate::telemetry::traces;
 use crate::upstream::{CallPolicy, SessionStatus, UpstreamError};
 
 pub(super) async fn run(shared: Arc<Shared>, key: SessionKey, entry: Arc<Entry>) {
@@ -146,10 +148,22 @@ async fn poll(
 ) {
     let writes_before = entry.writes.load(Ordering::Acquire);
     crate::telemetry::metrics::poll();
+    // Each poll is a trace of its own, linked to the watch that started the
+    // poller: it serves every watcher, not one call.
+    let span = tracing::info_span!(
+        target: traces::TARGET,
+        "poll",
+        otel.name = "poll session",
+        otel.kind = "internal",
+        "verif8.session_id" = %key.session_id,
+        "verif8.observation_source" = source.name(),
+    );
+    traces::link(&span, &entry.origin);
     // One try per poll: the poller's own backoff and budget pace retries.
     match shared
         .upstream
         .get_session(&key.subaccount, &key.session_id, CallPolicy::once(None))
+        .instrument(span)
         .await
     {
         Ok(session) => {

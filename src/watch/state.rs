@@ -31,6 +31,19 @@ pub enum Source {
     Expiry,
 }
 
+impl Source {
+    /// As the proto's ObservationSource names it, for spans.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Poll => "POLL",
+            Source::Start => "START",
+            Source::CheckCode => "CHECK_CODE",
+            Source::Callback => "CALLBACK",
+            Source::Expiry => "EXPIRY",
+        }
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Observation {
     pub session: SessionInfo,
@@ -108,6 +121,9 @@ pub(super) struct Entry {
     pub leased: AtomicBool,
     /// Who first asked to watch it: its polls take turns with other callers'.
     pub caller: String,
+    /// The span of the watch that started the poller: each poll's span
+    /// links to it (invalid with traces off).
+    pub origin: opentelemetry::trace::SpanContext,
 }
 
 impl Entry {
@@ -118,6 +134,7 @@ impl Entry {
             writes: AtomicU64::new(0),
             leased: AtomicBool::new(false),
             caller: caller.to_owned(),
+            origin: crate::telemetry::traces::current_span_context(),
         }
     }
 }

@@ -175,15 +175,26 @@ pub struct Replica {
 impl Replica {
     /// A replica of `sandbox` sharing `redis_url`, with extra flags.
     pub async fn spawn(sandbox: &RunningSandbox, redis_url: &str, extra: &[&str]) -> Replica {
+        let redis = ["--redis-url", redis_url];
+        let flags: Vec<&str> = redis.iter().chain(extra).copied().collect();
+        Replica::spawn_with(sandbox, &flags, &[]).await
+    }
+
+    /// The binary in front of `sandbox` with `flags` and environment `envs`.
+    pub async fn spawn_with(
+        sandbox: &RunningSandbox,
+        flags: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Replica {
         let (grpc, http) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_verif8-grpc"))
             .args(["--listen", &format!("127.0.0.1:{grpc}")])
             .args(["--http-listen", &format!("127.0.0.1:{http}")])
             .args(["--upstream-url", &sandbox.base_url])
             .args(["--subaccount", SUBACCOUNT])
-            .args(["--redis-url", redis_url])
             .args(["--shutdown-grace", "2s"])
-            .args(extra)
+            .args(flags)
+            .envs(envs.iter().copied())
             .env("VERIF8_API_KEY", API_KEY)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -60,11 +60,15 @@ const METHODS: [(&str, Method); 6] = [
 /// path is the caller's, so it never becomes a label itself. Health and
 /// reflection are not ours.
 fn method_of(path: &str) -> Option<Method> {
+    service_and_method(path).map(|(_, method)| method)
+}
+
+/// The same, with the service's full name beside the method.
+fn service_and_method(path: &str) -> Option<(&'static str, Method)> {
     let (service, name) = path.strip_prefix('/')?.split_once('/')?;
     METHODS
         .into_iter()
         .find(|(known_service, known)| *known_service == service && known.name == name)
-        .map(|(_, method)| method)
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
