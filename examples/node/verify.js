@@ -2,7 +2,7 @@
 // read the code the sandbox "sent", check a wrong code and the right one, and see the watch
 // report each change and end OK. Every step is asserted; any failure exits 1 saying which.
 //
-//   npm install                                  (once, in this directory)
+//   npm ci                                       (once, in this directory)
 //   node verify.js --target 127.0.0.1:50051      (a verif8-grpc in sandbox mode)
 //
 // The .proto files are loaded at run time with @grpc/proto-loader (no generated code), from
