@@ -389,7 +389,7 @@ impl UpstreamClient {
 }
 
 /// The client span of one try, per the HTTP client conventions. The URL's
-/// query (a code, for CheckCode) is never recorded.
+/// query values (a code, for CheckCode) are never recorded.
 fn attempt_span(endpoint: &'static str, request: &reqwest::Request, resends: u32) -> Span {
     let url = request.url();
     let template = url_template(endpoint);
@@ -411,6 +411,9 @@ fn attempt_span(endpoint: &'static str, request: &reqwest::Request, resends: u32
     );
     if !span.is_disabled() {
         let mut shown = url.clone();
+        // Nor credentials a configured URL might hold.
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
         if url.query().is_some() {
             let names: Vec<String> = url
                 .query_pairs()
