@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use verif8_grpc::cluster::Cluster;
 use verif8_grpc::config::{Cli, Command, UpstreamChoice};
 use verif8_grpc::idempotency::{IdempotencyStore, MemoryStore, RedisStore};
+use verif8_grpc::protection::Number;
 use verif8_grpc::sandbox::{Sandbox, SandboxConfig};
 use verif8_grpc::server::{self, BoxError, ServerOptions};
 use verif8_grpc::telemetry::{logs, traces};
@@ -118,6 +119,7 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
             (upstream, None, args.subaccount.clone())
         }
     };
+    Number::load_data();
     let listener = TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "verif8-grpc serving gRPC");
     let http = match args.http_listen {

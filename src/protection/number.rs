@@ -16,6 +16,13 @@ pub struct Number {
 }
 
 impl Number {
+    /// Loads libphonenumber's data, which the crate does on first use: at
+    /// startup, rather than in the first caller's StartVerification (over
+    /// a second in a debug build).
+    pub fn load_data() {
+        Number::parse("+6591234567", None);
+    }
+
     /// `country` is the request's ISO 3166 hint for a national number. As
     /// in validation, digits without `+` and without a country are already
     /// international.
