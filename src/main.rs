@@ -119,7 +119,9 @@ async fn serve(args: verif8_grpc::config::ServeArgs) -> Result<(), BoxError> {
             (upstream, None, args.subaccount.clone())
         }
     };
-    Number::load_data();
+    // In the background: health says SERVING without waiting for it, and a
+    // start arriving sooner waits for the load instead of repeating it.
+    tokio::task::spawn_blocking(Number::load_data);
     let listener = TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "verif8-grpc serving gRPC");
     let http = match args.http_listen {

@@ -17,8 +17,8 @@ pub struct Number {
 
 impl Number {
     /// Loads libphonenumber's data, which the crate does on first use: at
-    /// startup, rather than in the first caller's StartVerification (over
-    /// a second in a debug build).
+    /// startup, rather than in the first caller's StartVerification (160 ms
+    /// in a release build, over a second in a debug one).
     pub fn load_data() {
         Number::parse("+6591234567", None);
     }
